@@ -1,0 +1,36 @@
+# make demo  - run a container in a private sandbox (installs what is missing)
+# make test  - the whole test suite (installs what is missing)
+# Both need root: bocker makes namespaces, mounts and cgroups.
+SHELL := /bin/bash
+PY := .venv/bin/python
+# Debian/Ubuntu packages: what bocker needs on its host, and what the tests use.
+APT_PKGS := iproute2 util-linux mount cgroup-tools busybox-static jq uuid-runtime \
+            coreutils tar python3 python3-venv docker-registry openssl
+
+.PHONY: deps os-deps demo test clean
+
+deps: os-deps .venv/.installed
+
+os-deps:
+	@[ "$$(id -u)" = 0 ] || { echo "make: run as root (bocker needs namespaces, mounts, cgroups)" >&2; exit 1; }
+	@missing=$$(for p in $(APT_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+# The project's virtual environment, from the pinned requirements.
+.venv/.installed: requirements.txt
+	python3 -m venv .venv
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+demo: deps
+	$(PY) tests/sandbox.py -- fixtures/demo.sh
+
+test: deps
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+clean:
+	rm -rf .venv

@@ -1,0 +1,744 @@
+#!/usr/bin/env python3
+# bocker.py: Docker in about 100 lines of bash, ported to Python.
+#
+# A line-by-line port of the bash `bocker` (p8952/bocker, overlayfs variant).
+# One function per bash function, in the bash order and with the bash names;
+# each step quotes the bash line it ports (`# bash: ...`), so the two files read
+# side by side. Where the bash is broken we do what it plainly meant; each such
+# place is marked `# diverges:` and listed in compat/DIVERGENCES.md.
+#
+# The kernel pieces, and the man pages to read:
+#   images and containers  overlayfs: a read-only lower dir, a writable upper dir,
+#                          the merged view (mount(8), kernel Documentation/
+#                          filesystems/overlayfs.rst)
+#   isolation              namespaces: mount, uts, ipc, pid (unshare(1),
+#                          namespaces(7)) and network (ip-netns(8))
+#   limits                 cgroup v1 cpu, cpuacct, memory (cgcreate(1), cgset(1),
+#                          cgexec(1), cgroups(7))
+#   networking             a veth pair, one end on bridge br1, the other in the
+#                          container's netns (ip-link(8), veth(4))
+import os
+import re
+import sys
+
+overlay_path = '/var/lib/bocker/overlay'
+container_path = '/var/lib/bocker/containers'
+cgroups = 'cpu,cpuacct,memory'
+
+ID_LOW, ID_HIGH = 42002, 42254           # bash: shuf -i 42002-42254 -n 1
+OPTIONS = {}                             # the bash's `declare BOCKER_KEY=VALUE`s
+PROG = 'bocker.py'                       # "$0", set in main()
+
+
+# --- Plumbing bash gives for free ---------------------------------------------
+
+class Exit(Exception):
+    """Leave with a status, as bash's `exit N` or errexit would."""
+
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+def say(msg):
+    """The bash's `echo MSG` (its messages all go to stdout)."""
+    sys.stdout.write(msg + '\n')
+
+
+def q(name):
+    """A name for a one-line message: control characters (a newline in a bad
+    name) are shown escaped. diverges: bash prints them raw."""
+    return name if name.isprintable() else name.encode('unicode_escape').decode()
+
+
+def fail(msg, code=1):
+    """Our own errors, where the bash has none: one line on stderr."""
+    sys.stdout.flush()
+    sys.stderr.write('%s: %s\n' % (os.path.basename(PROG), msg))
+    raise Exit(code)
+
+
+def option(key, default=None):
+    """BOCKER_KEY from --KEY=VALUE, else from the environment, else default
+    (bash: `: "${BOCKER_KEY:=default}"`, where empty counts as unset)."""
+    value = OPTIONS.get(key, os.environ.get('BOCKER_' + key, ''))
+    return value if value != '' else default
+
+
+def _xtrace_word(word):
+    """Quote one word as bash's xtrace (set -x) prints it."""
+    if word and not re.search(r'''[\s'"\\|&;()<>!{}*?\[\]^$`~#]''', word):
+        return word
+    return "'" + word.replace("'", "'\\''") + "'"
+
+
+def trace(argv):
+    """--TRACE: show each system command on stderr, as `bash -x` would."""
+    if option('TRACE'):
+        sys.stderr.write('+ ' + ' '.join(_xtrace_word(w) for w in argv) + '\n')
+        sys.stderr.flush()
+
+
+def command(argv):
+    """The plumbum command for argv, the tool looked up on PATH now."""
+    from plumbum import local
+    from plumbum.commands.processes import CommandNotFound
+    try:
+        return local[argv[0]][list(argv[1:])]
+    except CommandNotFound:
+        fail('%s: command not found' % argv[0], 127)
+
+
+def run(*argv, check=True, quiet=False):
+    """Run a system command with our stdin/stdout/stderr; as under bash's
+    errexit, a failure ends bocker with the command's status (check=True)."""
+    from plumbum import RETCODE
+    trace(argv)
+    cmd = command(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if quiet:                                  # bash: &> /dev/null
+        code = cmd.run(retcode=None)[0]
+    else:
+        code = cmd & RETCODE(FG=True)
+    if code and check:
+        raise Exit(code)
+    return code
+
+
+def read(path):
+    """bash: $(cat "$path"), trailing newlines stripped."""
+    with open(path, 'rb') as f:
+        return f.read().decode('utf-8', 'surrogateescape').rstrip('\n')
+
+
+def write(path, text):
+    """bash: echo "$text" > "$path"."""
+    with open(path, 'w', encoding='utf-8', errors='surrogateescape') as f:
+        f.write(text + '\n')
+
+
+def usage(func):
+    """The one-line usage of a command, from its `#HELP` line."""
+    return 'usage: ' + _help_lines()[func].split('\n\t')[1].replace('BOCKER', PROG)
+
+
+def need(args, count, func):
+    """Missing arguments: a usage line, exit 1 (bash: `$1: unbound variable`)."""
+    if len(args) < count:
+        sys.stderr.write(usage(func) + '\n')
+        raise Exit(1)
+
+
+def well_formed(name):
+    """Ids are as bocker makes them: img_ or ps_, then digits. No other name
+    ever reaches a path, so `..`, `/`, globs and spaces cannot escape the store.
+    diverges: the bash passes any name on (`rm ../containers` deleted every
+    container)."""
+    return re.fullmatch(r'(img|ps)_[0-9]+', name) is not None
+
+
+def need_store(*paths):
+    """The store directories the bash expects the host to have made."""
+    for path in paths:
+        if not os.path.isdir(path):
+            fail('%s does not exist (create it: mkdir -p %s)' % (path, path))
+
+
+def mounted(path):
+    """Is path a mount point (findmnt(8), /proc/self/mountinfo)?"""
+    with open('/proc/self/mountinfo') as f:
+        return any(line.split()[4] == path for line in f)
+
+
+def copy_tree(src, dst, link=False):
+    """bash: cp -rf --reflink=auto "$src"/* "$dst". Copies everything in src,
+    dotfiles too, keeping modes, owners and times (diverges: cp -rf skips
+    dotfiles, drops setuid bits and owners). link=True makes hard links
+    instead of copies: a container's lower layer is never written
+    (overlayfs copies a file up to upper before changing it)."""
+    import shutil
+    import stat
+    for entry in os.scandir(src):
+        s, d = entry.path, os.path.join(dst, entry.name)
+        st = entry.stat(follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            os.mkdir(d)
+            copy_tree(s, d, link)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(s), d)
+        elif stat.S_ISREG(st.st_mode):
+            if link:
+                try:
+                    os.link(s, d)
+                    continue
+                except OSError:
+                    pass                       # another filesystem: copy
+            shutil.copyfile(s, d)
+        else:                                  # fifos, sockets, devices
+            os.mknod(d, st.st_mode, st.st_rdev)
+        os.lchown(d, st.st_uid, st.st_gid)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(d, stat.S_IMODE(st.st_mode))
+        os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def remove_tree(path):
+    """bash: rm -rf "$path", never following a symlink, never into a mount."""
+    import shutil
+    with open('/proc/self/mountinfo') as f:
+        if any(line.split()[4].startswith(path.rstrip('/') + '/') for line in f):
+            fail('%s still has something mounted inside; not removing it' % path)
+    if os.path.islink(path):
+        os.unlink(path)
+    elif os.path.lexists(path):
+        shutil.rmtree(path)
+
+
+def write_inside(root, rel, text):
+    """bash: echo "$text" > "$root/$rel", but resolved inside root: a symlink
+    at rel (/etc/resolv.conf -> /run/...) is replaced, not followed, so the
+    write never lands on the host (diverges: bash writes through it)."""
+    fd = os.open(root, os.O_DIRECTORY)
+    try:
+        parts = rel.strip('/').split('/')
+        for part in parts[:-1]:
+            try:
+                nfd = os.open(part, os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError:
+                fail("the image's /%s is not a directory" % '/'.join(parts[:-1]))
+            os.close(fd)
+            fd = nfd
+        if os.path.islink('/proc/self/fd/%d/%s' % (fd, parts[-1])):
+            os.unlink(parts[-1], dir_fd=fd)
+        out = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                      0o644, dir_fd=fd)
+        with os.fdopen(out, 'w') as f:
+            f.write(text + '\n')
+    finally:
+        os.close(fd)
+
+
+def container_pid(uuid):
+    """The pid of the container's first process (pid 1 of its pid namespace):
+    the process whose root (chroot) is the container's merged dir (proc(5):
+    /proc/PID/root, NSpid). diverges: the bash greps `ps o ppid,pid`, which
+    finds nothing when ps right-aligns or has no terminal."""
+    merged = '%s/%s/merged' % (container_path, uuid)
+    found = []
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.readlink('/proc/%s/root' % pid) != merged:
+                continue
+            with open('/proc/%s/status' % pid) as f:
+                nspid = [l.split()[1:] for l in f if l.startswith('NSpid:')][0]
+        except (OSError, IndexError):
+            continue                           # gone meanwhile, or a kernel thread
+        found.append((nspid[-1] != '1', int(pid)))
+    return str(min(found)[1]) if found else ''
+
+
+# --- The bash functions, in the bash order --------------------------------------
+
+def bocker_check(name):
+    # bash: case ${1:0:3} in
+    if name[:3] == 'img':
+        # bash: img) ls "$overlay_path" | grep -qw "$1" && echo 0 || echo 1;;
+        return '0' if well_formed(name) and os.path.isdir('%s/%s' % (overlay_path, name)) else '1'
+    if name[:3] == 'ps_':
+        # bash: ps_) ls "$container_path" | grep -qw "$1" && echo 2 || echo 3;;
+        return '2' if well_formed(name) and os.path.isdir('%s/%s' % (container_path, name)) else '3'
+    return ''
+
+
+def bocker_init(*args):  #HELP Create an image from a directory:\nBOCKER init <directory>
+    need(args, 1, 'bocker_init')
+    src = args[0]
+    # bash: if [[ -d "$1" ]]; then ... else echo "No directory named '$1' exists"
+    if not os.path.isdir(src):
+        say("No directory named '%s' exists" % q(src))
+        return 0
+    need_store(overlay_path)
+    real = os.path.realpath(src)
+    store = os.path.dirname(overlay_path)
+    if real == '/' or (real + '/').startswith(store + '/') or (store + '/').startswith(real + '/'):
+        fail("'%s' holds the image store or lies inside it" % q(src))
+    if not os.listdir(src):
+        fail("'%s' is empty: nothing to make an image of" % q(src))
+    # diverges: build the image under a hidden name, then rename it into place,
+    # so no half-copied image is ever listed and two inits never share an id.
+    tmp = '%s/.init-%d' % (overlay_path, os.getpid())
+    try:
+        # bash: mkdir "$overlay_path/$uuid" > /dev/null
+        os.mkdir(tmp)
+        # bash: cp -rf --reflink=auto "$1"/* "$overlay_path/$uuid" > /dev/null
+        copy_tree(src, tmp)
+        # bash: [[ ! -f "$overlay_path/$uuid"/img.source ]] && echo "$1" > "$overlay_path/$uuid"/img.source
+        if not os.path.isfile(tmp + '/img.source'):
+            write(tmp + '/img.source', src)
+        # bash: [[ ! -d "$overlay_path/$uuid"/proc ]] && mkdir "$overlay_path/$uuid"/proc
+        if not os.path.isdir(tmp + '/proc'):
+            os.mkdir(tmp + '/proc')
+        uuid = claim(tmp, overlay_path, 'img_')
+    except OSError as e:
+        remove_tree(tmp)
+        fail('cannot create the image: %s' % e)
+    # bash: echo "Created: $uuid"
+    say('Created: %s' % uuid)
+    return 0
+
+
+def claim(tmp, parent, prefix):
+    """Give a finished image its id: bash `uuid="img_$(shuf -i 42002-42254 -n 1)"`,
+    and on a clash (bash: `bocker_check "$uuid" == 0`) another one. rename(2)
+    fails when the name is taken, so the claim is atomic. diverges: the bash
+    calls bocker_run on a clash instead of retrying."""
+    import random
+    ids = list(range(ID_LOW, ID_HIGH + 1))
+    random.shuffle(ids)
+    for n in ids:
+        uuid = '%s%d' % (prefix, n)
+        if os.path.lexists('%s/%s' % (parent, uuid)):
+            continue
+        try:
+            os.rename(tmp, '%s/%s' % (parent, uuid))
+            return uuid
+        except OSError as e:
+            if not os.path.lexists('%s/%s' % (parent, uuid)):
+                raise
+    remove_tree(tmp)
+    fail('no free id left: all %d %sN are taken' % (len(ids), prefix))
+
+
+def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name> <tag>
+    need(args, 2, 'bocker_pull')
+    fail('pull is not implemented yet')
+
+
+def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id or container_id>
+    need(args, 1, 'bocker_rm')
+    uuid = args[0]
+    # diverges: a name that is neither img_ nor ps_ is refused (the bash
+    # removed "$overlay_path/$1", whatever $1 was).
+    if bocker_check(uuid) == '':
+        fail("No image or container named '%s' exists" % q(uuid))
+    # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
+    if bocker_check(uuid) == '3':
+        say("No container named '%s' exists" % q(uuid))
+        raise Exit(1)
+    # bash: [[ "$(bocker_check "$1")" == 1 ]] && echo "No image named '$1' exists" && exit 1
+    if bocker_check(uuid) == '1':
+        say("No image named '%s' exists" % q(uuid))
+        raise Exit(1)
+    # bash: if [[ -d "$overlay_path/$1" ]];then
+    if os.path.isdir('%s/%s' % (overlay_path, uuid)):
+        # bash: rm -rf "$overlay_path/$1" && echo "Removed: $1"
+        remove_tree('%s/%s' % (overlay_path, uuid))
+        say('Removed: %s' % uuid)
+        return 0
+    # diverges: a running container is stopped first. Killing pid 1 of its
+    # pid namespace kills every process in it (pid_namespaces(7)).
+    stop(uuid)
+    # bash: umount "$container_path/$1"/merged && rm -rf "$container_path/$1" && ip netns del netns_"$1" && ip link del dev veth0_"$1" && echo "Removed: $1"
+    # diverges: each part is removed only if it is still there (run already
+    # deleted the netns and veth), so Removed: is printed.
+    if mounted('%s/%s/merged' % (container_path, uuid)):
+        run('umount', '%s/%s/merged' % (container_path, uuid))
+    remove_tree('%s/%s' % (container_path, uuid))
+    if os.path.exists('/run/netns/netns_%s' % uuid):
+        run('ip', 'netns', 'del', 'netns_%s' % uuid)
+    if link_exists('veth0_%s' % uuid):
+        run('ip', 'link', 'del', 'dev', 'veth0_%s' % uuid)
+    say('Removed: %s' % uuid)
+    # bash: cgdelete -g "$cgroups:/$1" &> /dev/null
+    cgdelete(uuid)
+    return 0
+
+
+def cgdelete(uuid):
+    """bash: cgdelete -g "$cgroups:/$1" &> /dev/null. diverges: libcgroup 2.0's
+    cgdelete removes only the first controller of a list, so the bash left the
+    cpuacct and memory cgroups behind; the others get a call of their own."""
+    run('cgdelete', '-g', '%s:/%s' % (cgroups, uuid), check=False, quiet=True)
+    for controller in cgroups.split(',')[1:]:
+        run('cgdelete', '-g', '%s:/%s' % (controller, uuid), check=False, quiet=True)
+
+
+def stop(uuid):
+    """Kill a running container and wait until its processes are gone: first
+    the unshare that waits for it (so it reports nothing), then pid 1 of the
+    container, whose death ends its whole pid namespace (pid_namespaces(7))."""
+    import signal
+    import time
+    for _ in range(500):
+        pid = container_pid(uuid)
+        if not pid:
+            return
+        for victim in (parent(pid), pid):
+            try:
+                os.kill(int(victim), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        time.sleep(0.01)
+    fail('container %s does not stop' % uuid)
+
+
+def parent(pid):
+    """The parent of pid if it is the container's unshare, else ''."""
+    try:
+        with open('/proc/%s/status' % pid) as f:
+            ppid = [l.split()[1] for l in f if l.startswith('PPid:')][0]
+        with open('/proc/%s/comm' % ppid) as f:
+            return ppid if f.read().strip() == 'unshare' else ''
+    except (OSError, IndexError):
+        return ''
+
+
+def link_exists(name):
+    """Is there a network interface of that name here (sysfs: /sys/class/net)?"""
+    return os.path.exists('/sys/class/net/%s' % name)
+
+
+def bocker_images(*args):  #HELP List images:\nBOCKER images
+    # bash: echo -e "IMAGE_ID\t\tSOURCE"
+    say('IMAGE_ID\t\tSOURCE')
+    # bash: for img in "$overlay_path"/img_*; do
+    for img in listing(overlay_path, 'img_'):
+        # bash: echo -e "$img\t\t$(cat "$overlay_path/$img/img.source")"
+        say('%s\t\t%s' % (img, read_or_warn('%s/%s/img.source' % (overlay_path, img))))
+    return 0
+
+
+def listing(path, prefix):
+    """bash: for x in "$path"/prefix*; do x=$(basename "$x") (glob, sorted)."""
+    try:
+        return sorted(n for n in os.listdir(path) if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+def read_or_warn(path):
+    """$(cat path) in a listing: a missing file leaves the column empty and
+    says so on stderr, as cat does."""
+    try:
+        return read(path)
+    except OSError as e:
+        sys.stdout.flush()
+        sys.stderr.write('%s: %s: %s\n' % (os.path.basename(PROG), path, e.strerror))
+        return ''
+
+
+def bocker_ps(*args):  #HELP List containers:\nBOCKER ps
+    # bash: echo -e "CONTAINER_ID\t\tCOMMAND"
+    say('CONTAINER_ID\t\tCOMMAND')
+    # bash: for ps in "$container_path"/ps_*; do
+    for ps in listing(container_path, 'ps_'):
+        # bash: echo -e "$ps\t\t$(cat "$container_path/$ps/$ps.cmd")"
+        say('%s\t\t%s' % (ps, read_or_warn('%s/%s/%s.cmd' % (container_path, ps, ps))))
+    return 0
+
+
+def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <command>
+    need(args, 2, 'bocker_run')
+    image = args[0]
+    # bash: [[ "$(bocker_check "$1")" == 1 ]] && echo "No image named '$1' exists" && exit 1
+    if bocker_check(image) != '0':             # diverges: nor is ps_N, or foo
+        say("No image named '%s' exists" % q(image))
+        raise Exit(1)
+    need_store(container_path)
+    for need_path in ('etc', 'bin/sh', 'bin/mount'):
+        if not os.path.lexists('%s/%s/%s' % (overlay_path, image, need_path)):
+            fail('image %s has no /%s: it cannot run a container' % (image, need_path))
+    # bash: : "${BOCKER_CPU_SHARE:=512}"; : "${BOCKER_MEM_LIMIT:=512}" (checked first here)
+    cpu_share = number('CPU_SHARE')
+    mem_limit = number('MEM_LIMIT')
+    uuid = new_container()
+    undo = []
+    try:
+        setup(image, uuid, ' '.join(args[1:]), cpu_share, mem_limit, undo)
+    except (Exit, OSError) as e:
+        for step in reversed(undo):            # diverges: nothing half-made is left
+            step()
+        if isinstance(e, OSError):
+            fail('cannot create container %s: %s' % (uuid, e))
+        raise
+    # bash: cgexec -g "$cgroups:$uuid" ip netns exec netns_"$uuid" unshare -fmuip --mount-proc chroot ... 2>&1 | tee "$container_path/$uuid/$uuid.log" || true
+    try:
+        execute(image, uuid, ' '.join(args[1:]))
+    finally:
+        # bash: ip link del dev veth0_"$uuid"
+        if link_exists('veth0_%s' % uuid):
+            run('ip', 'link', 'del', 'dev', 'veth0_%s' % uuid)
+        # bash: ip netns del netns_"$uuid"
+        if os.path.exists('/run/netns/netns_%s' % uuid):
+            run('ip', 'netns', 'del', 'netns_%s' % uuid)
+    return 0
+
+
+def number(key):
+    """BOCKER_KEY as bash arithmetic reads an integer literal (010 is octal)."""
+    value = option(key, '512')
+    m = re.fullmatch(r'(0[xX][0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*)', value)
+    if not m:
+        fail('BOCKER_%s must be a whole number, not %r' % (key, value))
+    return int(value, 16 if m.group(1) else 8 if m.group(2) else 10)
+
+
+def new_container():
+    """bash: uuid="ps_$(shuf -i 42002-42254 -n 1)", and on a clash
+    `echo "UUID conflict, retrying..." && bocker_run "$@"`. mkdir(2) fails when
+    the name is taken, so the claim is atomic; diverges: a full id space is an
+    error, not endless retries."""
+    import random
+    tried = set()
+    while len(tried) < ID_HIGH - ID_LOW + 1:
+        n = random.randint(ID_LOW, ID_HIGH)
+        uuid = 'ps_%d' % n
+        try:
+            os.mkdir('%s/%s' % (container_path, uuid))
+            return uuid
+        except FileExistsError:
+            if n not in tried:
+                say('UUID conflict, retrying...')
+            tried.add(n)
+    fail('no free id left: all %d ps_N are taken' % len(tried))
+
+
+def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
+    """Everything bocker_run does before the command runs. Each step that
+    makes something pushes its undo, so a failure half-way leaves nothing."""
+    cdir = '%s/%s' % (container_path, uuid)
+    undo.append(lambda: remove_tree(cdir))
+    ip, mac = address(uuid)
+    veth0, veth1, netns = 'veth0_' + uuid, 'veth1_' + uuid, 'netns_' + uuid
+    # A veth pair is a cable with two ends: veth0 stays on the host and joins
+    # bridge br1; veth1 moves into the container's own network namespace.
+    # bash: ip link add dev veth0_"$uuid" type veth peer name veth1_"$uuid"
+    run('ip', 'link', 'add', 'dev', veth0, 'type', 'veth', 'peer', 'name', veth1)
+    undo.append(lambda: link_exists(veth0) and run('ip', 'link', 'del', 'dev', veth0, check=False))
+    # bash: ip link set dev veth0_"$uuid" up
+    run('ip', 'link', 'set', 'dev', veth0, 'up')
+    # bash: ip link set veth0_"$uuid" master br1
+    run('ip', 'link', 'set', veth0, 'master', 'br1')
+    # bash: ip netns add netns_"$uuid"
+    run('ip', 'netns', 'add', netns)
+    undo.append(lambda: run('ip', 'netns', 'del', netns, check=False))
+    # bash: ip link set veth1_"$uuid" netns netns_"$uuid"
+    run('ip', 'link', 'set', veth1, 'netns', netns)
+    # bash: ip netns exec netns_"$uuid" ip link set dev lo up
+    run('ip', 'netns', 'exec', netns, 'ip', 'link', 'set', 'dev', 'lo', 'up')
+    # bash: ip netns exec netns_"$uuid" ip link set veth1_"$uuid" address 02:42:ac:11:00"$mac"
+    run('ip', 'netns', 'exec', netns, 'ip', 'link', 'set', veth1, 'address', '02:42:ac:11:00' + mac)
+    # bash: ip netns exec netns_"$uuid" ip addr add 172.18.0."$ip"/24 dev veth1_"$uuid"
+    run('ip', 'netns', 'exec', netns, 'ip', 'addr', 'add', '172.18.0.%s/24' % ip, 'dev', veth1)
+    # bash: ip netns exec netns_"$uuid" ip link set dev veth1_"$uuid" up
+    run('ip', 'netns', 'exec', netns, 'ip', 'link', 'set', 'dev', veth1, 'up')
+    # bash: ip netns exec netns_"$uuid" ip route add default via 172.18.0.1
+    run('ip', 'netns', 'exec', netns, 'ip', 'route', 'add', 'default', 'via', '172.18.0.1')
+    # bash: mkdir -p "$container_path/$uuid"/{lower,upper,work,merged}
+    for sub in ('lower', 'upper', 'work', 'merged'):
+        os.mkdir('%s/%s' % (cdir, sub))
+    # bash: cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null
+    # (hard links, not copies: overlayfs never writes to the lower layer)
+    copy_tree('%s/%s' % (overlay_path, image), cdir + '/lower', link=True)
+    # overlayfs: reads come from upper, else lower; writes go to upper (a copy
+    # up); work is overlayfs's scratch space; merged is the view the container
+    # gets as its root.
+    # bash: mount -t overlay overlay -o lowerdir=...,upperdir=...,workdir=... "$container_path/$uuid"/merged
+    run('mount', '-t', 'overlay', 'overlay', '-o',
+        'lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work'.format(cdir), cdir + '/merged')
+    undo.insert(1, lambda: run('umount', cdir + '/merged', check=False))
+    # bash: echo 'nameserver 114.114.114.114' > "$container_path/$uuid"/merged/etc/resolv.conf
+    write_inside(cdir + '/merged', 'etc/resolv.conf', 'nameserver 114.114.114.114')
+    # bash: echo "$cmd" > "$container_path/$uuid/$uuid.cmd"
+    write('%s/%s.cmd' % (cdir, uuid), cmd)
+    # A cgroup per container in each of the cpu, cpuacct and memory hierarchies.
+    # bash: cgcreate -g "$cgroups:/$uuid"
+    run('cgcreate', '-g', '%s:/%s' % (cgroups, uuid))
+    undo.append(lambda: cgdelete(uuid))
+    # cpu.shares: a relative weight when the CPU is contended (1024 is a full share).
+    # bash: : "${BOCKER_CPU_SHARE:=512}" && cgset -r cpu.shares="$BOCKER_CPU_SHARE" "$uuid"
+    run('cgset', '-r', 'cpu.shares=%d' % cpu_share, uuid)
+    # memory.limit_in_bytes: past it the kernel reclaims, then OOM-kills in the cgroup.
+    # bash: : "${BOCKER_MEM_LIMIT:=512}" && cgset -r memory.limit_in_bytes="$((BOCKER_MEM_LIMIT * 1000000))" "$uuid"
+    run('cgset', '-r', 'memory.limit_in_bytes=%d' % (mem_limit * 1000000), uuid)
+
+
+def address(uuid):
+    """bash: ip="$(echo "${uuid: -3}" | sed 's/0//g')" && mac="${uuid: -3:1}:${uuid: -2}"
+    diverges: the address is the number the last three digits make (42002-42254
+    gives .2-.254, each once); sed 's/0//g' also dropped inner zeros, so
+    ps_42101 and ps_42110 shared .11 and ps_42100 took the bridge's .1."""
+    return str(int(uuid[-3:])), '%s:%s' % (uuid[-3:-2], uuid[-2:])
+
+
+def execute(image, uuid, cmd):
+    """Run the container's command, its output shown and logged (bash's tee)."""
+    import subprocess
+    cdir = '%s/%s' % (container_path, uuid)
+    # cgexec starts it in the cgroups; ip netns exec in the network namespace;
+    # unshare -f (fork) -m (mount) -u (hostname) -i (ipc) -p (pid) gives it the
+    # rest, pid 1 of its own pid namespace; chroot makes merged its root.
+    argv = ['cgexec', '-g', '%s:%s' % (cgroups, uuid),
+            'ip', 'netns', 'exec', 'netns_' + uuid,
+            'unshare', '-fmuip', '--mount-proc',
+            'chroot', cdir + '/merged',
+            '/bin/sh', '-c', '/bin/mount -t proc proc /proc && %s' % cmd]
+    trace(argv)
+    trace(['tee', '%s/%s.log' % (cdir, uuid)])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    proc = command(argv).popen(stdin=None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = sys.stdout.buffer
+    # bash: 2>&1 | tee "$container_path/$uuid/$uuid.log" || true
+    with open('%s/%s.log' % (cdir, uuid), 'wb') as log:
+        while True:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            out.write(chunk)
+            out.flush()
+            log.write(chunk)
+            log.flush()
+    proc.wait()
+
+
+def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER exec <container_id> <command>
+    need(args, 2, 'bocker_exec')
+    uuid = args[0]
+    # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
+    if bocker_check(uuid) != '2':              # diverges: nor is img_N, or foo
+        say("No container named '%s' exists" % q(uuid))
+        raise Exit(1)
+    # bash: cid="$(ps o ppid,pid | grep "^$(ps o pid,cmd | grep -E "^\ *[0-9]+ unshare.*$1" | awk '{print $1}')" | awk '{print $2}')"
+    cid = container_pid(uuid)
+    # bash: [[ ! "$cid" =~ ^\ *[0-9]+$ ]] && echo "Container '$1' exists but is not running" && exit 1
+    if not re.fullmatch(r' *[0-9]+', cid):
+        say("Container '%s' exists but is not running" % q(uuid))
+        raise Exit(1)
+    # nsenter joins the namespaces of that process: -m mount, -u uts, -i ipc,
+    # -n net, -p pid (nsenter(1), setns(2)); chroot then enters its root.
+    # bash: nsenter -t "$cid" -m -u -i -n -p chroot "$container_path/$1"/merged "${@:2}"
+    return run('nsenter', '-t', cid, '-m', '-u', '-i', '-n', '-p',
+               'chroot', '%s/%s/merged' % (container_path, uuid), *args[1:], check=False)
+
+
+def bocker_logs(*args):  #HELP View logs from a container:\nBOCKER logs <container_id>
+    need(args, 1, 'bocker_logs')
+    uuid = args[0]
+    # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
+    if bocker_check(uuid) != '2':              # diverges: nor is img_N, or foo
+        say("No container named '%s' exists" % q(uuid))
+        raise Exit(1)
+    # bash: cat "$container_path/$1/$1.log"
+    sys.stdout.flush()
+    try:
+        with open('%s/%s/%s.log' % (container_path, uuid, uuid), 'rb') as f:
+            sys.stdout.buffer.write(f.read())
+    except OSError as e:
+        fail('%s: %s' % (e.filename, e.strerror))
+    return 0
+
+
+def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit <container_id> <image_id>
+    need(args, 2, 'bocker_commit')
+    uuid, image = args[0], args[1]
+    # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
+    if bocker_check(uuid) != '2':              # diverges: nor is img_N, or foo
+        say("No container named '%s' exists" % q(uuid))
+        raise Exit(1)
+    # bash: [[ "$(bocker_check "$2")" == 0 ]] && echo "Image named '$2' exists" && exit 1
+    if bocker_check(image) == '0':
+        say("Image named '%s' exists" % q(image))
+        raise Exit(1)
+    if not well_formed(image) or not image.startswith('img_'):   # diverges: see well_formed
+        fail("'%s' is not a valid image name: use img_ and digits" % q(image))
+    merged = '%s/%s/merged' % (container_path, uuid)
+    if not mounted(merged):
+        fail("container %s has no mounted root (%s)" % (uuid, merged))
+    # diverges: copied under a hidden name and renamed into place, so a
+    # half-made image is never listed and of two commits one wins.
+    tmp = '%s/.commit-%d' % (overlay_path, os.getpid())
+    try:
+        # bash: mkdir "$overlay_path/$2" && cp -rf --reflink=auto "$container_path/$1"/merged/* "$overlay_path/$2"
+        os.mkdir(tmp)
+        copy_tree(merged, tmp)
+        # bash: sed -i "s/:.*$/:$(date +%Y%m%d-%H%M%S)/g" "$overlay_path/$2"/img.source
+        import time
+        stamp = time.strftime('%Y%m%d-%H%M%S')
+        with open(tmp + '/img.source', encoding='utf-8', errors='surrogateescape') as f:
+            lines = f.read().split('\n')
+        write(tmp + '/img.source',
+              '\n'.join(re.sub(r':.*$', ':' + stamp, l) for l in lines).rstrip('\n'))
+        os.rename(tmp, '%s/%s' % (overlay_path, image))
+    except OSError as e:
+        remove_tree(tmp)
+        if os.path.isdir('%s/%s' % (overlay_path, image)):
+            say("Image named '%s' exists" % q(image))
+            raise Exit(1)
+        fail('cannot commit %s: %s' % (uuid, e))
+    # bash: echo "Created: $2"
+    say('Created: %s' % image)
+    return 0
+
+
+def bocker_help(prog):  #HELP Display this message:\nBOCKER help
+    # bash: sed -n "s/^.*#HELP\\s//p;" < "$1" | sed "s/\\\\n/\n\t/g;s/$/\n/;s!BOCKER!${1/!/\\!}!g"
+    sys.stdout.write(''.join(text.replace('BOCKER', prog) + '\n\n' for text in _help_lines().values()))
+    return 0
+
+
+def _help_lines():
+    """{function name: its `#HELP` text with \\n made a newline and a tab}."""
+    found = {}
+    with open(os.path.abspath(__file__), encoding='utf-8') as f:
+        for line in f:
+            m = re.match(r'^.*#HELP\s(.*)$', line.rstrip('\n'))
+            if m:
+                func = re.match(r'def (\w+)', line).group(1)
+                found[func] = m.group(1).replace('\\n', '\n\t')
+    return found
+
+
+# --- The dispatcher --------------------------------------------------------------
+
+def options(argv):
+    """bash: while [ "${1:0:2}" == '--' ]; do OPTION=${1:2}; [[ $OPTION =~ = ]] &&
+    declare "BOCKER_${OPTION/=*/}=${OPTION/*=/}" || declare "BOCKER_${OPTION}=x"; shift; done"""
+    while argv and argv[0][:2] == '--':
+        opt = argv.pop(0)[2:]
+        key, value = (opt.split('=', 1)[0], opt.rsplit('=', 1)[1]) if '=' in opt else (opt, 'x')
+        if not re.fullmatch(r'\w*', key, re.ASCII):
+            fail("invalid option '--%s': BOCKER_%s is not a valid name" % (opt, key))
+        OPTIONS[key] = value
+    return argv
+
+
+def main(argv):
+    global PROG
+    # "$0": the shim passes the name it was called by.
+    PROG = os.environ.get('BOCKER_PROG') or argv[0]
+    try:
+        args = options(list(argv[1:]))
+        # bash: [[ -z "${1-}" ]] && bocker_help "$0" && exit 1
+        if not args or args[0] == '':
+            bocker_help(PROG)
+            return 1
+        # bash: case $1 in pull|init|rm|images|ps|run|exec|logs|commit) bocker_"$1" "${@:2}" ;;
+        if args[0] in ('pull', 'init', 'rm', 'images', 'ps', 'run', 'exec', 'logs', 'commit'):
+            return globals()['bocker_' + args[0]](*args[1:])
+        # bash: *) bocker_help "$0" ;;
+        bocker_help(PROG)
+        return 0
+    except Exit as e:
+        return e.code
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        sys.stdout.flush()
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))

@@ -1,0 +1,163 @@
+"""Fixtures: a fresh sandbox per test, the busybox test image, and runners that
+drive bocker.sh and the reference bash script as black boxes (the sh package).
+
+Needs root (namespaces, mounts, cgroups), like bocker itself; CI runs as root.
+The reference is found through BOCKER_REFERENCE (default
+../shared/reference/bocker from the project root); the tests that compare with
+it say so in their names and run in CI, where shared/ lies beside the clone.
+"""
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+import sh
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from sandbox import Sandbox  # noqa: E402
+
+BOCKER = os.path.join(ROOT, 'bocker.sh')
+REFERENCE = os.path.abspath(os.environ.get(
+    'BOCKER_REFERENCE', os.path.join(ROOT, '..', 'shared', 'reference', 'bocker')))
+STORE = '/var/lib/bocker'
+
+
+def clean_env(extra=None):
+    """The caller's environment without BOCKER_* and without
+    PYTHONUNBUFFERED (users' machines do not set it; output order must hold)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith('BOCKER_') and k != 'PYTHONUNBUFFERED'}
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class Result:
+    out: str
+    err: str
+    code: int
+
+
+class Box:
+    """A sandbox with helpers to run bocker in it and to look at its files."""
+
+    def __init__(self, sb):
+        self.sb = sb
+
+    def path(self, p):
+        """A path inside the sandbox's mount namespace, reachable from here."""
+        return '/proc/%d/root%s' % (self.sb.holder.pid, p)
+
+    def _run(self, argv, env=None, stdin=b'', timeout=120, cwd=None):
+        nsenter = sh.Command('nsenter')
+        r = nsenter(*self.sb.argv(argv, cwd)[1:], _ok_code=range(256), _return_cmd=True,
+                    _env=clean_env(env), _in=stdin, _timeout=timeout,
+                    _preexec_fn=self.sb._join)
+        return Result(r.stdout.decode('utf-8', 'replace'),
+                      r.stderr.decode('utf-8', 'replace'), r.exit_code)
+
+    def bocker(self, *args, **kw):
+        """bocker.sh ARGS inside the sandbox."""
+        return self._run([BOCKER, *args], **kw)
+
+    def ref(self, *args, **kw):
+        """The reference bash script ARGS inside the sandbox."""
+        return self._run(['bash', REFERENCE, *args], **kw)
+
+    def sh(self, script, **kw):
+        return self._run(['sh', '-c', script], **kw)
+
+    def popen(self, argv, env=None, **kw):
+        return self.sb.popen(argv, env=clean_env(env), **kw)
+
+    def ls(self, p):
+        try:
+            return sorted(os.listdir(self.path(p)))
+        except FileNotFoundError:
+            return []
+
+    def read(self, p):
+        with open(self.path(p)) as f:
+            return f.read()
+
+    def exists(self, p):
+        return os.path.lexists(self.path(p))
+
+    def images(self):
+        return self.ls(STORE + '/overlay')
+
+    def containers(self):
+        return self.ls(STORE + '/containers')
+
+    def cgroup(self, controller, name, knob):
+        return self.read('/sys/fs/cgroup/%s/%s/%s' % (controller, name, knob)).strip()
+
+    def mounts(self):
+        with open('/proc/%d/mountinfo' % self.sb.holder.pid) as f:
+            return [line.split()[4] for line in f]
+
+    def links(self):
+        return sorted(os.listdir(self.path('/sys/class/net')))
+
+    def netns(self):
+        return self.ls('/run/netns')
+
+    def init(self, directory, tool='bocker'):
+        r = getattr(self, tool)('init', directory)
+        assert r.code == 0 and r.out.startswith('Created: img_'), r
+        return r.out.split()[1]
+
+    def run_container(self, img, *cmd, tool='bocker', **kw):
+        """run IMG CMD...; returns (ps_N, result)."""
+        before = set(self.containers())
+        r = getattr(self, tool)('run', img, *cmd, **kw)
+        new = set(self.containers()) - before
+        assert len(new) == 1, (r, new)
+        return new.pop(), r
+
+
+@pytest.fixture
+def box():
+    with Sandbox() as sb:
+        yield Box(sb)
+
+
+@pytest.fixture(scope='session')
+def busybox(tmp_path_factory):
+    """The test image's directory, built by the fixtures/ recipe."""
+    d = str(tmp_path_factory.mktemp('image') / 'busybox')
+    subprocess.run([os.path.join(ROOT, 'fixtures', 'busybox-rootfs'), d], check=True)
+    return d
+
+
+@pytest.fixture
+def reference():
+    """The reference script; its absence fails the test (CI has it)."""
+    assert os.path.isfile(REFERENCE), \
+        'reference bocker not found at %s (set BOCKER_REFERENCE)' % REFERENCE
+    return REFERENCE
+
+
+def help_text(prog):
+    """The help text as the reference prints it for a program name."""
+    entries = [
+        ('Create an image from a directory:', 'init <directory>'),
+        ('Pull an image from Docker Hub:', 'pull <name> <tag>'),
+        ('Delete an image or container:', 'rm <image_id or container_id>'),
+        ('List images:', 'images'),
+        ('List containers:', 'ps'),
+        ('Create a container:', 'run <image_id> <command>'),
+        ('Execute a command in a running container:', 'exec <container_id> <command>'),
+        ('View logs from a container:', 'logs <container_id>'),
+        ('Commit a container to an image:', 'commit <container_id> <image_id>'),
+        ('Display this message:', 'help'),
+    ]
+    return ''.join('%s\n\t%s %s\n\n' % (title, prog, use) for title, use in entries)
+
+
+def ids(text):
+    return re.findall(r'\b(?:img|ps)_[0-9]+\b', text)

@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""A throwaway host for bocker: private network, mount and cgroup namespaces.
+
+bocker (the reference and bocker.py) changes the host: it makes veths, network
+namespaces, overlay mounts and cgroups, and writes under /var/lib/bocker. Every
+test and demo runs inside a sandbox made here, so none of that reaches the host:
+
+- network namespace (ip-netns(8), network_namespaces(7)): its own lo and a bridge
+  br1 172.18.0.1/24, so container traffic never leaves the sandbox;
+- mount namespace (mount_namespaces(7)) with private propagation: tmpfs on
+  /var/lib/bocker and /run/netns, a fresh sysfs, and the cgroup v1 hierarchies
+  mounted again;
+- cgroup namespace (cgroup_namespaces(7)) rooted at a cgroup made for this
+  sandbox under the caller's own, so `cgcreate -g cpu,cpuacct,memory:/ps_N`
+  nests there instead of at the host's root.
+
+A holder process keeps the namespaces alive; commands join them with nsenter(1)
+after moving into the sandbox's cgroups. Closing the sandbox kills every process
+left in those cgroups (containers included), removes the cgroups and the mount
+points it had to create, and so leaves the host as it was.
+
+CLI:  tests/sandbox.py [--no-br1] [--store-size SIZE] -- COMMAND [ARG...]
+"""
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+CONTROLLERS = ('cpu', 'cpuacct', 'memory')   # what bocker's cgroups use
+STORE = '/var/lib/bocker'
+NETNS_DIR = '/run/netns'
+
+
+def _v1_hierarchies():
+    """{controller: (mount point, super options)} of the host's cgroup v1 mounts."""
+    found = {}
+    with open('/proc/self/mountinfo') as f:
+        for line in f:
+            left, right = line.split(' - ')
+            fstype, _source, opts = right.split()
+            if fstype != 'cgroup':
+                continue
+            mnt = left.split()[4]
+            for opt in opts.split(','):
+                if opt in CONTROLLERS:
+                    found[opt] = (mnt, opts)
+    return found
+
+
+def _own_cgroup(controller):
+    """This process's cgroup path in a v1 hierarchy (proc(5), /proc/self/cgroup)."""
+    with open('/proc/self/cgroup') as f:
+        for line in f:
+            _n, ctrls, path = line.rstrip('\n').split(':', 2)
+            if controller in ctrls.split(','):
+                return path
+    return '/'
+
+
+class Sandbox:
+    """One private host. Use as a context manager; run commands with .run()."""
+
+    def __init__(self, br1=True, store_size=None):
+        self.br1 = br1
+        self.store_size = store_size
+        self.name = 'bocker-sandbox-%d-%d' % (os.getpid(), time.monotonic_ns())
+        self.cgroup_dirs = []
+        self.made_dirs = []
+        self.holder = None
+
+    # -- life cycle ---------------------------------------------------------
+    def __enter__(self):
+        hier = _v1_hierarchies()
+        missing = [c for c in CONTROLLERS if c not in hier]
+        if missing:
+            raise RuntimeError('sandbox needs cgroup v1 controllers: %s' % ','.join(missing))
+        seen = set()
+        for ctrl in CONTROLLERS:
+            mnt, _opts = hier[ctrl]
+            if mnt in seen:
+                continue
+            seen.add(mnt)
+            path = os.path.join(mnt + _own_cgroup(ctrl), self.name)
+            os.mkdir(path)
+            self.cgroup_dirs.append(path)
+        for d in (STORE, NETNS_DIR):
+            if not os.path.isdir(d):
+                os.makedirs(d)
+                self.made_dirs.append(d)
+        args = [sys.executable, os.path.abspath(__file__), '--inside']
+        if not self.br1:
+            args.append('--no-br1')
+        if self.store_size:
+            args += ['--store-size', self.store_size]
+        self.holder = subprocess.Popen(
+            ['unshare', '--net', '--mount', '--cgroup', '--propagation', 'private', '--'] + args,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=self._join)
+        ready = self.holder.stdout.readline()
+        if ready.strip() != b'ready':
+            self.__exit__(None, None, None)
+            raise RuntimeError('sandbox setup failed')
+        return self
+
+    def __exit__(self, *exc):
+        if self.holder:
+            self.holder.stdin.close()
+            self.holder.wait()
+        self._kill_all()
+        for path in reversed(self.cgroup_dirs):
+            _rmdir_tree(path)
+        for d in self.made_dirs:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+    def _join(self):
+        """preexec_fn: move the child into the sandbox's cgroups (cgroups(7))."""
+        for path in self.cgroup_dirs:
+            with open(os.path.join(path, 'cgroup.procs'), 'w') as f:
+                f.write(str(os.getpid()))
+
+    def _pids(self):
+        pids = set()
+        for top in self.cgroup_dirs:
+            for dirpath, _dirs, _files in os.walk(top):
+                try:
+                    with open(os.path.join(dirpath, 'cgroup.procs')) as f:
+                        pids.update(int(p) for p in f.read().split())
+                except OSError:
+                    pass
+        return pids
+
+    def _kill_all(self):
+        for _ in range(200):
+            pids = self._pids()
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.02)
+        raise RuntimeError('sandbox %s: processes survive SIGKILL' % self.name)
+
+    # -- use ----------------------------------------------------------------
+    def argv(self, argv, cwd=None):
+        """The nsenter(1) command line that runs argv inside the sandbox."""
+        return ['nsenter', '-t', str(self.holder.pid), '-n', '-m', '-C',
+                '--wd=%s' % (cwd or os.getcwd()), '--'] + list(argv)
+
+    def run(self, argv, cwd=None, **kw):
+        """subprocess.run inside the sandbox (in its cgroups, namespaces)."""
+        kw.setdefault('preexec_fn', self._join)
+        return subprocess.run(self.argv(argv, cwd), **kw)
+
+    def popen(self, argv, cwd=None, **kw):
+        kw.setdefault('preexec_fn', self._join)
+        return subprocess.Popen(self.argv(argv, cwd), **kw)
+
+
+def _rmdir_tree(path):
+    """Remove a cgroup and its children, deepest first (cgroup dirs hold no files)."""
+    for dirpath, dirs, _files in os.walk(path, topdown=False):
+        for _ in range(100):
+            try:
+                os.rmdir(dirpath)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)   # a killed task can take a moment to leave
+
+
+def _sh(*argv):
+    subprocess.run(argv, check=True)
+
+
+def _inside(br1, store_size):
+    """Runs as the holder, already in the new namespaces: build the private host."""
+    # A sysfs for this network namespace, then cgroup hierarchies rooted at the
+    # sandbox's cgroup (a mount made inside a cgroup namespace shows its root).
+    # The host's /sys and its cgroup mounts go first: libcgroup reads /proc/mounts
+    # and is confused by hierarchies mounted twice.
+    _sh('umount', '--recursive', '--lazy', '/sys')
+    _sh('mount', '-t', 'sysfs', 'sysfs', '/sys')
+    _sh('mount', '-t', 'tmpfs', '-o', 'mode=755', 'cgroup', '/sys/fs/cgroup')
+    done = set()
+    for ctrl, (mnt, opts) in _v1_hierarchies_from_host().items():
+        if mnt in done:
+            continue
+        done.add(mnt)
+        os.makedirs(mnt, exist_ok=True)
+        _sh('mount', '-t', 'cgroup', '-o', opts, 'cgroup', mnt)
+    size = ['-o', 'size=%s' % store_size] if store_size else []
+    _sh('mount', '-t', 'tmpfs', *size, 'bocker', STORE)
+    os.makedirs(STORE + '/overlay')
+    os.makedirs(STORE + '/containers')
+    _sh('mount', '-t', 'tmpfs', 'netns', NETNS_DIR)
+    _sh('ip', 'link', 'set', 'lo', 'up')
+    if br1:
+        _sh('ip', 'link', 'add', 'br1', 'type', 'bridge')
+        _sh('ip', 'addr', 'add', '172.18.0.1/24', 'dev', 'br1')
+        _sh('ip', 'link', 'set', 'br1', 'up')
+
+
+_HOST_HIER = None
+
+
+def _v1_hierarchies_from_host():
+    return _HOST_HIER
+
+
+def main():
+    global _HOST_HIER
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--inside', action='store_true', help=argparse.SUPPRESS)
+    ap.add_argument('--no-br1', action='store_true', help='do not make bridge br1')
+    ap.add_argument('--store-size', help='size of the tmpfs on /var/lib/bocker')
+    ap.add_argument('command', nargs='*')
+    a = ap.parse_args()
+    if a.inside:
+        # Still the host's mounts here: read the hierarchies before replacing them.
+        _HOST_HIER = _v1_hierarchies()
+        _inside(not a.no_br1, a.store_size)
+        sys.stdout.write('ready\n')
+        sys.stdout.flush()
+        sys.stdin.read()          # hold the namespaces until the owner closes stdin
+        return 0
+    if not a.command:
+        ap.error('a command is needed')
+    with Sandbox(br1=not a.no_br1, store_size=a.store_size) as sb:
+        return sb.run(a.command).returncode
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Where bocker.py does what the reference plainly meant instead of what it
+does: one test per row of compat/DIVERGENCES.md (the rows name their tests).
+Dangerous names are tried only here, inside the sandbox. Needs root."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import BOCKER, ROOT, STORE, clean_env
+
+OVERLAY = STORE + '/overlay'
+CONTAINERS = STORE + '/containers'
+
+sys.path.insert(0, ROOT)
+import bocker  # noqa: E402
+
+
+def test_addresses_are_the_ids_last_three_digits():
+    assert bocker.address('ps_42100') == ('100', '1:00')   # bash: .1, the bridge's
+    assert bocker.address('ps_42101') == ('101', '1:01')   # bash: .11 ...
+    assert bocker.address('ps_42110') == ('110', '1:10')   # ... and .11 again
+    assert bocker.address('ps_42002') == ('2', '0:02')
+    assert bocker.address('ps_42254') == ('254', '2:54')
+    every = {bocker.address('ps_%d' % n)[0] for n in range(42002, 42255)}
+    assert len(every) == 253 and '1' not in every
+
+
+@pytest.mark.parametrize('name', ['..', '../containers', '../..', '.', '/', '', 'foo',
+                                  'img_1/../../x', 'ps_*', 'img_ 1', 'img_1\nimg_2',
+                                  '-rf', '--help', 'img_42002/..'])
+def test_bad_names_change_nothing(box, busybox, name):
+    img = box.init(busybox)
+    ps, _ = box.run_container(img, 'true')
+    canary = box.path(STORE + '/canary')
+    open(canary, 'w').write('alive\n')
+    for args in (['rm', name], ['logs', name], ['exec', name, 'true'], ['commit', ps, name],
+                 ['commit', name, 'img_9'], ['run', name, 'true']):
+        r = box.bocker(*args)
+        assert r.code == 1, (args, r)
+        assert len((r.out + r.err).splitlines()) == 1, (args, r)
+    assert open(canary).read() == 'alive\n'
+    assert box.images() == [img] and box.containers() == [ps]
+    assert sorted(box.ls(STORE)) == ['canary', 'containers', 'overlay']
+    assert len(box.ls('%s/%s' % (OVERLAY, img))) == len(os.listdir(busybox)) + 2
+
+
+def test_rm_of_a_name_that_is_neither_image_nor_container(box):
+    r = box.bocker('rm', 'foo')
+    assert (r.out, r.err, r.code) == ('', "bocker.sh: No image or container named 'foo' exists\n", 1)
+
+
+def test_commit_needs_an_image_id_as_new_name(box, busybox):
+    img = box.init(busybox)
+    ps, _ = box.run_container(img, 'true')
+    r = box.bocker('commit', ps, 'myimage')
+    assert r.code == 1 and r.out == '' and 'img_' in r.err
+    assert box.images() == [img]
+
+
+def test_option_only_invocation_prints_help(box):
+    r = box.bocker('--TRACE')
+    assert r.code == 1 and r.out.startswith('Create an image from a directory:')
+
+
+def test_init_of_an_empty_directory_is_refused(box, tmp_path):
+    r = box.bocker('init', str(tmp_path))
+    assert r.code == 1 and r.out == '' and 'empty' in r.err
+    assert box.images() == []
+
+
+def test_init_of_the_store_is_refused(box):
+    for d in (STORE, OVERLAY, '/var/lib', '/'):
+        r = box.bocker('init', d)
+        assert r.code == 1 and r.out == '' and len(r.err.splitlines()) == 1, (d, r)
+    assert box.images() == []
+
+
+def test_copies_keep_modes_owners_and_setuid(box, busybox, tmp_path):
+    src = tmp_path / 'src'
+    subprocess.run(['cp', '-a', busybox, str(src)], check=True)
+    (src / 'tmp').chmod(0o1777)
+    (src / 'suid').write_text('x')
+    os.chown(src / 'suid', 1000, 1000)           # before chmod: chown clears setuid
+    (src / 'suid').chmod(0o4755)
+    img = box.init(str(src))
+    st = os.lstat(box.path('%s/%s/suid' % (OVERLAY, img)))
+    assert (oct(st.st_mode & 0o7777), st.st_uid, st.st_gid) == ('0o4755', 1000, 1000)
+    assert os.lstat(box.path('%s/%s/tmp' % (OVERLAY, img))).st_mode & 0o7777 == 0o1777
+    ps, r = box.run_container(img, 'stat -c "%a %u" /suid /tmp')
+    assert r.out == '4755 1000\n1777 0\n'
+
+
+def test_lower_is_hard_links_to_the_image(box, busybox):
+    img = box.init(busybox)
+    ps, _ = box.run_container(img, 'echo changed > /etc/hostname')
+    a = os.stat(box.path('%s/%s/bin/busybox' % (OVERLAY, img)))
+    b = os.stat(box.path('%s/%s/lower/bin/busybox' % (CONTAINERS, ps)))
+    assert (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
+    # the container's write went to upper; the image keeps its file
+    assert box.read('%s/%s/etc/hostname' % (OVERLAY, img)) == 'bocker-test\n'
+    # removing the image leaves the container's files: they are its own links
+    assert box.bocker('rm', img).code == 0
+    assert os.path.getsize(box.path('%s/%s/merged/bin/busybox' % (CONTAINERS, ps))) == a.st_size
+    assert box.bocker('commit', ps, 'img_4').code == 0
+    assert box.read(OVERLAY + '/img_4/etc/hostname') == 'changed\n'
+
+
+def fill(box, kind, keep):
+    """Make every id of a kind taken but `keep`."""
+    base = OVERLAY if kind == 'img_' else CONTAINERS
+    for n in range(42002, 42255):
+        if n != keep:
+            os.mkdir(box.path('%s/%s%d' % (base, kind, n)))
+
+
+def test_init_retries_on_an_id_clash_and_fails_when_all_are_taken(box, busybox):
+    fill(box, 'img_', 42100)
+    assert box.init(busybox) == 'img_42100'
+    r = box.bocker('init', busybox)
+    assert r.code == 1 and r.out == '' and 'no free id' in r.err
+    assert not [n for n in box.images() if not n.startswith('img_')]
+    assert box.ls(OVERLAY + '/img_42100') != []
+
+
+def test_run_retries_on_an_id_clash_and_fails_when_all_are_taken(box, busybox):
+    img = box.init(busybox)
+    fill(box, 'ps_', 42123)
+    r = box.bocker('run', img, 'echo ran')
+    assert r.code == 0 and r.out.endswith('ran\n')
+    assert set(r.out.splitlines()[:-1]) <= {'UUID conflict, retrying...'}
+    assert box.exists(CONTAINERS + '/ps_42123/ps_42123.log')
+    r = box.bocker('run', img, 'echo ran')
+    assert r.code == 1 and 'no free id' in r.err and 'ran' not in r.out
+    assert box.links() == ['br1', 'lo']
+
+
+def test_resolv_conf_symlink_is_replaced_not_followed(box, busybox, tmp_path):
+    host_file = tmp_path / 'host-resolv.conf'
+    host_file.write_text('host\n')
+    src = tmp_path / 'src'
+    subprocess.run(['cp', '-a', busybox, str(src)], check=True)
+    (src / 'etc' / 'resolv.conf').symlink_to(str(host_file))
+    img = box.init(str(src))
+    ps, r = box.run_container(img, 'cat /etc/resolv.conf')
+    assert r.out == 'nameserver 114.114.114.114\n'
+    assert host_file.read_text() == 'host\n'
+    (src / 'etc' / 'resolv.conf').unlink()
+    (src / 'etc' / 'resolv.conf').symlink_to('../../../../../../../' + str(host_file))
+    img = box.init(str(src))
+    ps, r = box.run_container(img, 'cat /etc/resolv.conf')
+    assert r.out == 'nameserver 114.114.114.114\n' and host_file.read_text() == 'host\n'
+
+
+def test_listings_print_sources_and_commands_as_they_are(box, busybox, tmp_path):
+    src = tmp_path / 'a\\tb'
+    subprocess.run(['cp', '-a', busybox, str(src)], check=True)
+    img = box.init(str(src))
+    assert box.bocker('images').out.splitlines()[1] == '%s\t\t%s' % (img, src)
+    ps, _ = box.run_container(img, "printf 'x\\\\ny'")
+    assert box.bocker('ps').out.splitlines()[1] == "%s\t\tprintf 'x\\\\ny'" % ps
+
+
+def test_image_without_sh_is_refused_before_anything_is_made(box, tmp_path):
+    (tmp_path / 'etc').mkdir()
+    img = box.init(str(tmp_path))
+    r = box.bocker('run', img, 'true')
+    assert r.code == 1 and r.out == '' and '/bin/sh' in r.err
+    assert box.containers() == [] and box.links() == ['br1', 'lo'] and box.netns() == []
+
+
+def test_missing_store_is_named(box, busybox):
+    os.rmdir(box.path(OVERLAY))
+    r = box.bocker('init', busybox)
+    assert r.code == 1 and OVERLAY in r.err
+
+
+def test_failed_run_leaves_nothing(busybox):
+    """br1 missing: ip fails, and every part made before is removed."""
+    from conftest import Box
+    from sandbox import Sandbox
+    with Sandbox(br1=False) as sb:
+        box = Box(sb)
+        img = box.init(busybox)
+        r = box.bocker('run', img, 'echo never')
+        assert r.code != 0 and 'never' not in r.out and r.err
+        assert box.containers() == [] and box.links() == ['lo'] and box.netns() == []
+        assert not any('/containers/' in m for m in box.mounts())
+        assert box.ls('/sys/fs/cgroup/memory') == box.ls('/sys/fs/cgroup/memory')
+        assert not [d for d in box.ls('/sys/fs/cgroup/memory') if d.startswith('ps_')]
+
+
+def test_two_commits_to_one_name_one_wins(box, busybox, tmp_path):
+    src = tmp_path / 'src'
+    subprocess.run(['cp', '-a', busybox, str(src)], check=True)
+    (src / 'big').write_bytes(b'x' * 20 * 1024 * 1024)
+    img = box.init(str(src))
+    ps, _ = box.run_container(img, 'true')
+    procs = [box.popen([BOCKER, 'commit', ps, 'img_3'], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = sorted((p.communicate()[0], p.returncode) for p in procs)
+    assert outs == [('Created: img_3\n', 0), ("Image named 'img_3' exists\n", 1)]
+    assert os.path.getsize(box.path(OVERLAY + '/img_3/big')) == 20 * 1024 * 1024
+    assert sorted(box.images()) == sorted([img, 'img_3'])
+
+
+def test_rm_container_prints_removed_although_run_deleted_netns(box, busybox):
+    img = box.init(busybox)
+    ps, _ = box.run_container(img, 'true')
+    r = box.bocker('rm', ps)
+    assert (r.out, r.err, r.code) == ('Removed: %s\n' % ps, '', 0)
+
+
+def test_pull_is_not_there_yet(box):
+    r = box.bocker('pull', 'busybox', 'latest')
+    assert r.code == 1 and r.out == '' and 'not implemented' in r.err

@@ -1,0 +1,54 @@
+"""The harness itself: a sandbox leaves nothing on the host, even when a
+container still runs as it closes. Needs root."""
+import os
+import subprocess
+
+from conftest import BOCKER, Box
+from sandbox import Sandbox
+
+
+def host_state():
+    """Everything a bocker run could leave on the host."""
+    def cgroups():
+        found = []
+        for top in ('cpu', 'cpuacct', 'memory'):
+            for dirpath, dirs, _ in os.walk('/sys/fs/cgroup/' + top):
+                found += [os.path.join(dirpath, d) for d in dirs
+                          if d.startswith(('ps_', 'bocker-sandbox'))]
+        return sorted(found)
+    with open('/proc/self/mountinfo') as f:
+        mounts = sorted(line.split()[4] for line in f)
+    return {
+        'netns': subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True).stdout,
+        'links': sorted(os.listdir('/sys/class/net')),
+        'mounts': mounts,
+        'cgroups': cgroups(),
+        'store': os.path.exists('/var/lib/bocker') and sorted(os.listdir('/var/lib/bocker')),
+        'run_netns': os.path.exists('/run/netns') and sorted(os.listdir('/run/netns')),
+    }
+
+
+def test_nothing_is_left_on_the_host(busybox):
+    before = host_state()
+    with Sandbox() as sb:
+        box = Box(sb)
+        img = box.init(busybox)
+        ps, r = box.run_container(img, 'echo hi')
+        assert r.out == 'hi\n'
+        # a second container still running when the sandbox closes
+        p = box.popen([BOCKER, 'run', img, 'sleep 600'], stdin=subprocess.DEVNULL,
+                      stdout=subprocess.DEVNULL)
+        inside = host_state()
+        assert inside['links'] == before['links']       # veths live in the sandbox
+    p.wait(timeout=30)
+    assert host_state() == before
+
+
+def test_the_sandbox_is_private(busybox):
+    with Sandbox() as sb:
+        box = Box(sb)
+        assert box.links() == ['br1', 'lo']
+        assert box.sh('cat /proc/self/cgroup').out.count(':/\n') >= 3
+        assert box.sh('ip -o -4 addr show br1').out.split()[3] == '172.18.0.1/24'
+        assert box.images() == [] and box.containers() == []
+    assert not any(p.startswith('/var/lib/bocker') for p in host_state()['mounts'])

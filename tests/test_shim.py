@@ -1,0 +1,46 @@
+"""bocker.sh is a drop-in for the bash `bocker`: absolute or relative path, a
+symlink on PATH, any working directory, the project's venv."""
+import os
+import subprocess
+
+from conftest import BOCKER, ROOT, clean_env, help_text
+
+
+def run(argv, cwd=None, env=None):
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=clean_env(env))
+
+
+def test_absolute_path():
+    r = run([BOCKER, 'help'])
+    assert (r.stdout, r.returncode) == (help_text(BOCKER), 0)
+
+
+def test_relative_path_from_another_directory(tmp_path):
+    rel = os.path.relpath(BOCKER, tmp_path)
+    r = run([rel, 'help'], cwd=tmp_path)
+    assert (r.stdout, r.returncode) == (help_text(rel), 0)
+
+
+def test_symlink_on_path_named_bocker(tmp_path):
+    (tmp_path / 'bocker').symlink_to(BOCKER)
+    r = run(['bocker'], cwd='/', env={'PATH': '%s:%s' % (tmp_path, os.environ['PATH'])})
+    # bash sets $0 to the path PATH lookup found; so does the shim
+    assert (r.stdout, r.returncode) == (help_text(str(tmp_path / 'bocker')), 1)
+
+
+def test_arguments_and_exit_status_pass_through():
+    r = run([BOCKER, 'init'])
+    assert (r.stdout, r.stderr, r.returncode) == ('', 'usage: %s init <directory>\n' % BOCKER, 1)
+    r = run([BOCKER, 'init', '/no such dir'])
+    assert (r.stdout, r.returncode) == ("No directory named '/no such dir' exists\n", 0)
+
+
+def test_uses_the_project_venv(tmp_path):
+    """With a PATH whose python3 cannot import plumbum, the shim still runs
+    commands that need it: it takes .venv/bin/python."""
+    fake = tmp_path / 'python3'
+    fake.write_text('#!/bin/sh\necho wrong python >&2; exit 99\n')
+    fake.chmod(0o755)
+    r = run([BOCKER, 'help'], env={'PATH': '%s:/usr/bin:/bin' % tmp_path})
+    assert r.returncode == 0 and r.stderr == ''
+    assert os.path.exists(os.path.join(ROOT, '.venv', 'bin', 'python'))
