@@ -89,7 +89,7 @@ def command(argv):
         fail('%s: command not found' % argv[0], 127)
 
 
-def run(*argv, check=True, quiet=False):
+def run(*argv, check=True, quiet=False, stdout=None):
     """Run a system command with our stdin/stdout/stderr; as under bash's
     errexit, a failure ends bocker with the command's status (check=True)."""
     from plumbum import RETCODE
@@ -99,6 +99,8 @@ def run(*argv, check=True, quiet=False):
     sys.stderr.flush()
     if quiet:                                  # bash: &> /dev/null
         code = cmd.run(retcode=None)[0]
+    elif stdout is not None:                   # bash: > /dev/null
+        code = cmd.run(retcode=None, stdin=None, stdout=stdout, stderr=None)[0]
     else:
         code = cmd & RETCODE(FG=True)
     if code and check:
@@ -183,16 +185,17 @@ def copy_tree(src, dst, link=False):
         os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
-def remove_tree(path):
+def remove_tree(path, mounts=True):
     """bash: rm -rf "$path", never following a symlink, never into a mount."""
     import shutil
-    with open('/proc/self/mountinfo') as f:
-        if any(line.split()[4].startswith(path.rstrip('/') + '/') for line in f):
-            fail('%s still has something mounted inside; not removing it' % path)
-    if os.path.islink(path):
-        os.unlink(path)
-    elif os.path.lexists(path):
+    if mounts:
+        with open('/proc/self/mountinfo') as f:
+            if any(line.split()[4].startswith(path.rstrip('/') + '/') for line in f):
+                fail('%s still has something mounted inside; not removing it' % path)
+    if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
 
 
 def write_inside(root, rel, text):
@@ -314,7 +317,124 @@ def claim(tmp, parent, prefix):
 
 def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name> <tag>
     need(args, 2, 'bocker_pull')
-    fail('pull is not implemented yet')
+    import subprocess
+    import uuid as uuidlib
+    import jq
+    # bash: tmp_uuid="$(uuidgen)" && mkdir /tmp/"$tmp_uuid"
+    tmp_uuid = str(uuidlib.uuid4())
+    tmp = '/tmp/' + tmp_uuid
+    os.mkdir(tmp, 0o700)
+    # diverges: the layers unpack into a directory of their own, so the image
+    # holds the image's files only (the bash left manifest.json and each
+    # layer's VERSION and json in it); and the temporary directory goes on
+    # failure too.
+    rootfs = tmp + '/rootfs'
+    try:
+        # bash: download-frozen-image-v2 /tmp/"$tmp_uuid" "$1:$2" > /dev/null
+        run(download_frozen_image(), tmp, '%s:%s' % (args[0], args[1]), stdout=subprocess.DEVNULL)
+        # bash: rm -rf /tmp/"$tmp_uuid"/repositories
+        remove_tree(tmp + '/repositories')
+        with open(tmp + '/manifest.json') as f:
+            manifest = f.read()
+        os.mkdir(rootfs)
+        # bash: for tar in $(jq '.[].Layers[]' --raw-output < /tmp/$tmp_uuid/manifest.json); do
+        for tar in jq.compile('.[].Layers[]').input_text(manifest).all():
+            # bash: tar xf /tmp/$tmp_uuid/$tar -C /tmp/$tmp_uuid && rm -rf /tmp/$tmp_uuid/$tar
+            unpack('%s/%s' % (tmp, tar), rootfs)
+            remove_tree('%s/%s' % (tmp, tar))
+        # bash: for config in $(jq '.[].Config' --raw-output < /tmp/$tmp_uuid/manifest.json); do
+        for config in jq.compile('.[].Config').input_text(manifest).all():
+            # bash: rm -f /tmp/$tmp_uuid/$config
+            remove_tree('%s/%s' % (tmp, config))
+        # bash: echo "$1:$2" > /tmp/$tmp_uuid/img.source
+        write(rootfs + '/img.source', '%s:%s' % (args[0], args[1]))
+        # bash: bocker_init /tmp/$tmp_uuid && rm -rf /tmp/$tmp_uuid
+        return bocker_init(rootfs)
+    except (OSError, ValueError) as e:
+        fail('pull %s:%s: %s' % (args[0], args[1], e))
+    finally:
+        remove_tree(tmp)
+
+
+def download_frozen_image():
+    """The helper the bash finds on PATH; else the one in compat/ beside us."""
+    import shutil
+    return shutil.which('download-frozen-image-v2') or os.path.join(
+        os.path.dirname(os.path.realpath(__file__)), 'compat', 'download-frozen-image-v2')
+
+
+def unpack(layer, root):
+    """bash: tar xf LAYER -C ROOT, as an image layer is meant to be applied
+    (OCI image spec, "Applying Changesets"): `.wh.NAME` deletes NAME from the
+    layers below, `.wh..wh..opq` empties its directory of them, and no whiteout
+    file stays. Paths and links resolve inside root as if it were / (chroot(2)),
+    so no entry (absolute, `..`, or through a symlink an earlier layer planted)
+    lands outside the image. diverges: tar kept `.wh.*` as plain files."""
+    import tarfile
+    made = set()                               # paths this layer wrote
+    with tarfile.open(layer, 'r:*') as tar:    # gzip or plain tar
+        for m in tar:
+            path = inside(root, m.name)
+            if path == root:
+                continue
+            parent, name = os.path.split(path)
+            if name == '.wh..wh..opq':
+                for old in os.listdir(parent) if os.path.isdir(parent) else ():
+                    if os.path.join(parent, old) not in made:
+                        remove_tree(os.path.join(parent, old), mounts=False)
+                continue
+            if name.startswith('.wh.'):
+                remove_tree(os.path.join(parent, name[4:]), mounts=False)
+                continue
+            made.add(path)
+            os.makedirs(parent, exist_ok=True)
+            if not (m.isdir() and os.path.isdir(path) and not os.path.islink(path)):
+                remove_tree(path, mounts=False)
+            if m.isdir():
+                os.makedirs(path, exist_ok=True)
+            elif m.issym():
+                os.symlink(m.linkname, path)
+            elif m.islnk():
+                os.link(inside(root, m.linkname), path, follow_symlinks=False)
+            elif m.isreg():
+                import shutil
+                with tar.extractfile(m) as src, open(path, 'xb') as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            elif m.ischr() or m.isblk() or m.isfifo():
+                kind = {tarfile.CHRTYPE: 0o20000, tarfile.BLKTYPE: 0o60000}.get(m.type, 0o10000)
+                os.mknod(path, kind | m.mode, os.makedev(m.devmajor, m.devminor))
+            else:
+                continue
+            os.lchown(path, m.uid, m.gid)
+            if not m.issym():
+                os.chmod(path, m.mode)
+            os.utime(path, (m.mtime, m.mtime), follow_symlinks=False)
+
+
+def inside(root, name):
+    """The host path of NAME in an image rooted at ROOT, resolving `..` and the
+    symlinks along the way the way the kernel would after chroot(ROOT): the
+    result never leaves ROOT. The last component itself is not followed."""
+    todo = [p for p in name.split('/') if p not in ('', '.')]
+    done = []
+    hops = 0
+    while todo:
+        part = todo.pop(0)
+        if part == '..':
+            done = done[:-1]
+            continue
+        here = os.path.join(root, *done, part)
+        if todo and os.path.islink(here):
+            hops += 1
+            if hops > 40:                      # as the kernel's ELOOP
+                raise ValueError('too many symlinks in %s' % name)
+            target = os.readlink(here)
+            if target.startswith('/'):
+                done = []
+            todo = [p for p in target.split('/') if p not in ('', '.')] + todo
+            continue
+        done.append(part)
+    return os.path.join(root, *done)
 
 
 def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id or container_id>

@@ -16,8 +16,9 @@ test and demo runs inside a sandbox made here, so none of that reaches the host:
 
 A holder process keeps the namespaces alive; commands join them with nsenter(1)
 after moving into the sandbox's cgroups. Closing the sandbox kills every process
-left in those cgroups (containers included), removes the cgroups and the mount
-points it had to create, and so leaves the host as it was.
+left in those cgroups (containers included) and removes the cgroups, and so
+leaves the host as it was (but for the empty mount points /var/lib/bocker and
+/run/netns, which stay: removing one would detach another sandbox's tmpfs).
 
 CLI:  tests/sandbox.py [--no-br1] [--store-size SIZE] -- COMMAND [ARG...]
 """
@@ -67,7 +68,6 @@ class Sandbox:
         self.store_size = store_size
         self.name = 'bocker-sandbox-%d-%d' % (os.getpid(), time.monotonic_ns())
         self.cgroup_dirs = []
-        self.made_dirs = []
         self.holder = None
 
     # -- life cycle ---------------------------------------------------------
@@ -85,10 +85,10 @@ class Sandbox:
             path = os.path.join(mnt + _own_cgroup(ctrl), self.name)
             os.mkdir(path)
             self.cgroup_dirs.append(path)
+        # Mount points for the private tmpfs. They stay (empty) afterwards:
+        # removing one would detach the tmpfs of a sandbox running beside us.
         for d in (STORE, NETNS_DIR):
-            if not os.path.isdir(d):
-                os.makedirs(d)
-                self.made_dirs.append(d)
+            os.makedirs(d, exist_ok=True)
         args = [sys.executable, os.path.abspath(__file__), '--inside']
         if not self.br1:
             args.append('--no-br1')
@@ -110,11 +110,6 @@ class Sandbox:
         self._kill_all()
         for path in reversed(self.cgroup_dirs):
             _rmdir_tree(path)
-        for d in self.made_dirs:
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass
 
     def _join(self):
         """preexec_fn: move the child into the sandbox's cgroups (cgroups(7))."""

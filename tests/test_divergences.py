@@ -209,8 +209,3 @@ def test_rm_container_prints_removed_although_run_deleted_netns(box, busybox):
     ps, _ = box.run_container(img, 'true')
     r = box.bocker('rm', ps)
     assert (r.out, r.err, r.code) == ('Removed: %s\n' % ps, '', 0)
-
-
-def test_pull_is_not_there_yet(box):
-    r = box.bocker('pull', 'busybox', 'latest')
-    assert r.code == 1 and r.out == '' and 'not implemented' in r.err

@@ -23,8 +23,9 @@ def host_state():
         'links': sorted(os.listdir('/sys/class/net')),
         'mounts': mounts,
         'cgroups': cgroups(),
-        'store': os.path.exists('/var/lib/bocker') and sorted(os.listdir('/var/lib/bocker')),
-        'run_netns': os.path.exists('/run/netns') and sorted(os.listdir('/run/netns')),
+        # the mount points may stay, empty: nothing may be left in them
+        'store': os.path.exists('/var/lib/bocker') and sorted(os.listdir('/var/lib/bocker')) or [],
+        'run_netns': os.path.exists('/run/netns') and sorted(os.listdir('/run/netns')) or [],
     }
 
 

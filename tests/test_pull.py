@@ -1,0 +1,263 @@
+"""pull, end to end, against a real registry: Debian's docker-registry on
+127.0.0.1 inside each test's sandbox (its private network namespace), images
+pushed by the tests (tests/registry.py). Needs root and docker-registry;
+the comparison with the reference needs BOCKER_REFERENCE."""
+import ctypes
+import hashlib
+import os
+import queue
+import threading
+
+import pytest
+
+import registry
+from conftest import ROOT, STORE
+
+OVERLAY = STORE + '/overlay'
+CLONE_NEWNET = 0x40000000
+
+
+class InNetns:
+    """A thread that lives in the sandbox's network namespace (setns(2) acts on
+    the calling thread only), so the test can start a registry there and talk to
+    it while the rest of the test process stays on the host's network."""
+
+    def __init__(self, pid):
+        self.jobs = queue.Queue()
+        self.pid = pid
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open('/proc/%d/ns/net' % self.pid, os.O_RDONLY)
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), 'setns')
+        os.close(fd)
+        while True:
+            job, box = self.jobs.get()
+            if job is None:
+                return
+            try:
+                box.put((True, job()))
+            except BaseException as e:       # handed back to the caller
+                box.put((False, e))
+
+    def __call__(self, fn, *args, **kw):
+        box = queue.Queue()
+        self.jobs.put((lambda: fn(*args, **kw), box))
+        ok, value = box.get()
+        if not ok:
+            raise value
+        return value
+
+    def close(self):
+        self.jobs.put((None, None))
+        self.thread.join()
+
+
+class Registry:
+    def __init__(self, worker, handle):
+        self.worker, self.handle, self.url = worker, handle, handle.url
+
+    def push(self, name, tag, layers, **kw):
+        return self.worker(registry.push_image, self.url, name, tag, layers, **kw)
+
+    def push_index(self, name, tag, manifests, **kw):
+        return self.worker(registry.push_index, self.url, name, tag, manifests, **kw)
+
+
+def _start(box, tmp_path, auth=None):
+    assert os.path.exists(registry.REGISTRY_BIN), \
+        'needs docker-registry (apt-get install docker-registry; make test installs it)'
+    worker = InNetns(box.sb.holder.pid)
+    handle = worker(registry.start_registry, tmp_path / 'registry', auth=auth)
+    return worker, handle
+
+
+@pytest.fixture
+def reg(box, tmp_path):
+    worker, handle = _start(box, tmp_path)
+    yield Registry(worker, handle)
+    worker(handle.stop)
+    worker.close()
+
+
+@pytest.fixture
+def token_reg(box, tmp_path):
+    worker, handle = _start(box, tmp_path, auth='token')
+    yield Registry(worker, handle)
+    worker(handle.stop)
+    worker.close()
+
+
+def pull(box, reg, name, tag, tool='bocker'):
+    env = {'BOCKER_REGISTRY': reg.url,
+           'PATH': os.path.join(ROOT, 'compat') + ':' + os.environ['PATH']}
+    return getattr(box, tool)('pull', name, tag, env=env)
+
+
+def tree(top):
+    """{relative path: (type, mode, content digest or link target)}."""
+    out = {}
+    for dirpath, dirs, files in os.walk(top):
+        for n in dirs + files:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            rel = os.path.relpath(p, top)
+            if os.path.islink(p):
+                out[rel] = ('l', os.readlink(p))
+            elif os.path.isdir(p):
+                out[rel] = ('d', oct(st.st_mode & 0o7777))
+            else:
+                with open(p, 'rb') as f:
+                    out[rel] = ('f', oct(st.st_mode & 0o7777), hashlib.sha256(f.read()).hexdigest())
+    return out
+
+
+def whiteout_image():
+    """Base: busybox plus files and directories; upper layer deletes and
+    replaces some of them with whiteouts, and makes one directory opaque."""
+    base = registry.busybox_layer(compress=True)
+    extra = registry.make_layer({
+        'data/': None, 'data/keep': 'keep\n', 'data/gone': 'gone\n',
+        'data/replaced': 'old\n', 'dir/': None, 'dir/a': 'a\n', 'dir/b': 'b\n',
+        'olddir/': None, 'olddir/x': 'x\n', 'opaque/': None, 'opaque/lower': 'lower\n',
+    }, compress=True)
+    top = registry.make_layer({
+        registry.whiteout('data/gone'): b'',
+        registry.whiteout('data/replaced'): b'',
+        'data/replaced': 'new\n',
+        registry.whiteout('olddir'): b'',
+        'olddir': 'now a file\n',
+        registry.whiteout('dir'): b'',
+        'opaque/': None,
+        registry.opaque_whiteout('opaque'): b'',
+        'opaque/upper': 'upper\n',
+    }, compress=False)                     # an uncompressed layer too
+    return [base, extra, top]
+
+
+def test_pull_applies_whiteouts_and_runs(box, reg):
+    reg.push('layered', 'v1', whiteout_image())
+    r = pull(box, reg, 'layered', 'v1')
+    assert r.code == 0 and r.err == '', r
+    assert r.out.startswith('Created: img_')
+    img = r.out.split()[1]
+    assert box.bocker('images').out == 'IMAGE_ID\t\tSOURCE\n%s\t\tlayered:v1\n' % img
+    root = box.path('%s/%s' % (OVERLAY, img))
+    t = tree(root)
+    assert not [p for p in t if os.path.basename(p).startswith('.wh.')]
+    assert not os.path.exists(root + '/manifest.json')
+    assert 'data/gone' not in t and 'dir' not in t and 'opaque/lower' not in t
+    _, r = box.run_container(img, 'cat /data/keep /data/replaced /olddir /opaque/upper; ls /opaque')
+    assert r.out == 'keep\nnew\nnow a file\nupper\nupper\n'
+    assert box.ls('/tmp') == [n for n in box.ls('/tmp') if not _is_uuid(n)]
+
+
+def _is_uuid(name):
+    return len(name) == 36 and name.count('-') == 4
+
+
+def test_pull_of_oci_image_and_manifest_list(box, reg):
+    base = registry.busybox_layer(compress=True)
+    oci = reg.push('ocibox', 'latest', [base], media='oci')
+    assert oci.media_type == registry.OCI_MANIFEST
+    mine = reg.push('multi', None, [base, registry.make_layer({'arch': 'mine\n'})])
+    other = reg.push('multi', None, [base, registry.make_layer({'arch': 'other\n'})])
+    arch = registry.machine_arch()
+    foreign = 'arm64' if arch != 'arm64' else 'amd64'
+    reg.push_index('multi', 'latest', [(other, {'os': 'linux', 'architecture': foreign}),
+                                       (mine, {'os': 'linux', 'architecture': arch})])
+    r = pull(box, reg, 'ocibox', 'latest')
+    assert r.code == 0 and r.out.startswith('Created: img_')
+    r = pull(box, reg, 'multi', 'latest')
+    img = r.out.split()[1]
+    _, r = box.run_container(img, 'cat /arch')
+    assert r.out == 'mine\n'
+
+
+def test_corrupted_blob_fails_cleanly(box, reg):
+    pushed = reg.push('broken', 'v1', [registry.busybox_layer(compress=True)])
+    registry.corrupt_blob(reg.handle, pushed.layers[0]['digest'])
+    r = pull(box, reg, 'broken', 'v1')
+    assert r.code == 1 and r.out == '' and len(r.err.splitlines()) == 1, r
+    assert box.images() == []
+    assert not [n for n in os.listdir('/tmp') if _is_uuid(n) and
+                os.path.exists('/tmp/%s/manifest.json' % n)]
+
+
+@pytest.mark.parametrize('args', [('nosuch', 'v1'), ('broken', 'nosuchtag')])
+def test_unknown_repository_or_tag(box, reg, args):
+    r = pull(box, reg, *args)
+    assert r.code == 1 and r.out == '' and len(r.err.splitlines()) == 1, r
+    assert box.images() == []
+
+
+def test_unreachable_registry(box):
+    r = box.bocker('pull', 'busybox', 'latest',
+                   env={'BOCKER_REGISTRY': 'http://127.0.0.1:9'})
+    assert r.code == 1 and r.out == '' and len(r.err.splitlines()) == 1, r
+    assert box.images() == []
+
+
+def test_bearer_token_registry(box, token_reg):
+    token_reg.push('secured', 'v1', [registry.busybox_layer(compress=True)],
+                   client=token_reg.worker(registry.Client, token_reg.url))
+    r = pull(box, token_reg, 'secured', 'v1')
+    assert r.code == 0 and r.out.startswith('Created: img_'), r
+    scopes = [q for q in token_reg.handle.token_server.requests]
+    assert any('repository:secured:pull' in str(q) for q in scopes)
+
+
+def test_layer_entries_never_land_outside_the_image(box, reg, tmp_path):
+    """An absolute path, a `..` path, and a symlink an earlier layer planted
+    (`escape -> /` and `up -> ../../..`) all resolve inside the image."""
+    victim = tmp_path / 'victim'
+    victim.mkdir()
+    first = registry.make_layer({'escape': registry.Symlink(str(victim)),
+                                 'up': registry.Symlink('../../../../../../..' + str(victim))})
+    second = registry.make_layer({'escape/owned': 'x\n', 'up/owned2': 'x\n',
+                                  '../../../../../../..%s/owned3' % victim: 'x\n',
+                                  '%s/owned4' % victim: 'x\n'})
+    reg.push('evil', 'v1', [registry.busybox_layer(compress=True), first, second])
+    r = pull(box, reg, 'evil', 'v1')
+    assert r.code == 0, r
+    assert os.listdir(victim) == []
+    img = r.out.split()[1]
+    root = box.path('%s/%s' % (OVERLAY, img))
+    assert os.path.isfile(root + str(victim) + '/owned')
+    assert os.path.isfile(root + str(victim) + '/owned4')
+
+
+def test_missing_tag_gives_usage(box):
+    r = box.bocker('pull', 'busybox')
+    assert (r.code, r.out) == (1, '') and r.err.startswith('usage: ')
+
+
+def test_same_tree_as_the_reference(box, reg, reference, busybox):
+    """The reference's pull (with compat/ on PATH) and ours give the same image
+    tree, but for the divergences: the reference leaves manifest.json and each
+    layer's VERSION and json in the image (DIVERGENCES row 26)."""
+    layers = [registry.busybox_layer(compress=True),
+              registry.make_layer({'etc/motd': 'hello\n', 'usr/share/x/': None,
+                                   'usr/share/x/y': ('y\n', 0o600)}, compress=True)]
+    pushed = reg.push('same', 'v2', layers)
+    ours = pull(box, reg, 'same', 'v2')
+    theirs = pull(box, reg, 'same', 'v2', tool='ref')
+    assert ours.code == theirs.code == 0 and theirs.out.startswith('Created: img_')
+    a = tree(box.path('%s/%s' % (OVERLAY, ours.out.split()[1])))
+    b = tree(box.path('%s/%s' % (OVERLAY, theirs.out.split()[1])))
+    junk = {'manifest.json'}
+    for rel in list(b):
+        top = rel.split('/')[0]
+        if len(top) == 64 and os.path.isdir(box.path('%s/%s/%s' % (
+                OVERLAY, theirs.out.split()[1], top))):
+            junk.add(rel)
+            junk.add(top)
+    assert len(junk) >= 1 + 3 * len(pushed.layers)
+    # and the reference's cp -rf applies the umask (row 12): /tmp 1777 -> 1755
+    as_cp_would = {k: (v[0], oct(int(v[1], 8) & ~0o022 & ~(0o6000 if v[0] == 'f' else 0)))
+                   + v[2:] if v[0] != 'l' else v for k, v in a.items()}
+    assert as_cp_would == {k: v for k, v in b.items() if k not in junk}
+    assert a['tmp'] == ('d', '0o1777')
