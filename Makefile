@@ -5,7 +5,8 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 # Debian/Ubuntu packages: what bocker needs on its host, and what the tests use.
 APT_PKGS := iproute2 util-linux mount cgroup-tools busybox-static jq uuid-runtime \
-            coreutils tar python3 python3-venv docker-registry openssl
+            coreutils tar python3 python3-venv docker-registry openssl \
+            iptables nftables procps
 
 .PHONY: deps os-deps demo test clean
 

@@ -109,8 +109,9 @@ def run(*argv, check=True, quiet=False, stdout=None):
 
 
 def read(path):
-    """bash: $(cat "$path"), trailing newlines stripped."""
-    with open(path, 'rb') as f:
+    """bash: $(cat "$path"), trailing newlines stripped; a symlink is not
+    followed (an image's img.source comes from a container's root)."""
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), 'rb') as f:
         return f.read().decode('utf-8', 'surrogateescape').rstrip('\n')
 
 
@@ -228,12 +229,21 @@ def container_pid(uuid):
     /proc/PID/root, NSpid). diverges: the bash greps `ps o ppid,pid`, which
     finds nothing when ps right-aligns or has no terminal."""
     merged = '%s/%s/merged' % (container_path, uuid)
+    try:
+        mine = os.stat(merged)
+    except OSError:
+        return ''
     found = []
     for pid in os.listdir('/proc'):
         if not pid.isdigit():
             continue
         try:
+            # the same path and the same directory: another mount namespace may
+            # have a container of the same name
             if os.readlink('/proc/%s/root' % pid) != merged:
+                continue
+            root = os.stat('/proc/%s/root' % pid)
+            if (root.st_dev, root.st_ino) != (mine.st_dev, mine.st_ino):
                 continue
             with open('/proc/%s/status' % pid) as f:
                 nspid = [l.split()[1:] for l in f if l.startswith('NSpid:')][0]
@@ -469,6 +479,7 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
     remove_tree('%s/%s' % (container_path, uuid))
     if os.path.exists('/run/netns/netns_%s' % uuid):
         run('ip', 'netns', 'del', 'netns_%s' % uuid)
+        gone('veth0_%s' % uuid)                # its peer went with the netns
     if link_exists('veth0_%s' % uuid):
         run('ip', 'link', 'del', 'dev', 'veth0_%s' % uuid)
     say('Removed: %s' % uuid)
@@ -514,6 +525,16 @@ def parent(pid):
             return ppid if f.read().strip() == 'unshare' else ''
     except (OSError, IndexError):
         return ''
+
+
+def gone(link):
+    """Wait a moment for a veth to vanish: the kernel tears a network namespace
+    down (and with it the veth's other end) after `ip netns del` returns."""
+    import time
+    for _ in range(100):
+        if not link_exists(link):
+            return
+        time.sleep(0.005)
 
 
 def link_exists(name):
@@ -680,7 +701,8 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
     undo.append(lambda: cgdelete(uuid))
     # cpu.shares: a relative weight when the CPU is contended (1024 is a full share).
     # bash: : "${BOCKER_CPU_SHARE:=512}" && cgset -r cpu.shares="$BOCKER_CPU_SHARE" "$uuid"
-    run('cgset', '-r', 'cpu.shares=%d' % cpu_share, uuid)
+    # (the value as given, checked by number(): the kernel reads 0x and 0 as it does)
+    run('cgset', '-r', 'cpu.shares=%s' % option('CPU_SHARE', '512'), uuid)
     # memory.limit_in_bytes: past it the kernel reclaims, then OOM-kills in the cgroup.
     # bash: : "${BOCKER_MEM_LIMIT:=512}" && cgset -r memory.limit_in_bytes="$((BOCKER_MEM_LIMIT * 1000000))" "$uuid"
     run('cgset', '-r', 'memory.limit_in_bytes=%d' % (mem_limit * 1000000), uuid)
@@ -700,12 +722,14 @@ def execute(image, uuid, cmd):
     cdir = '%s/%s' % (container_path, uuid)
     # cgexec starts it in the cgroups; ip netns exec in the network namespace;
     # unshare -f (fork) -m (mount) -u (hostname) -i (ipc) -p (pid) gives it the
-    # rest, pid 1 of its own pid namespace; chroot makes merged its root.
+    # rest, pid 1 of its own pid namespace; enter() mounts its /proc, makes
+    # merged its root and drops the capabilities a container must not have.
+    # bash: cgexec -g "$cgroups:$uuid" ip netns exec netns_"$uuid" unshare -fmuip --mount-proc \
+    #         chroot "$container_path/$uuid"/merged /bin/sh -c "/bin/mount -t proc proc /proc && $cmd"
     argv = ['cgexec', '-g', '%s:%s' % (cgroups, uuid),
             'ip', 'netns', 'exec', 'netns_' + uuid,
             'unshare', '-fmuip', '--mount-proc',
-            'chroot', cdir + '/merged',
-            '/bin/sh', '-c', '/bin/mount -t proc proc /proc && %s' % cmd]
+            *chroot(cdir + '/merged'), '/bin/sh', '-c', cmd]
     trace(argv)
     trace(['tee', '%s/%s.log' % (cdir, uuid)])
     sys.stdout.flush()
@@ -725,6 +749,71 @@ def execute(image, uuid, cmd):
     proc.wait()
 
 
+def chroot(root):
+    """In place of the bash's `chroot ROOT`: this file's enter(), which also
+    drops capabilities. diverges: in the bash a container's root kept every
+    capability (it could mount filesystems, write /proc/sysrq-trigger), and its
+    /bin/sh mounted /proc itself, which needs CAP_SYS_ADMIN."""
+    return [sys.executable, '-S', os.path.realpath(__file__), '__enter__', root]
+
+
+# Docker's default capabilities, less CAP_SYS_CHROOT (without pivot_root a
+# second chroot would lead out of the container): capabilities(7).
+KEEP_CAPS = {0: 'chown', 1: 'dac_override', 3: 'fowner', 4: 'fsetid', 5: 'kill',
+             6: 'setgid', 7: 'setuid', 8: 'setpcap', 10: 'net_bind_service',
+             13: 'net_raw', 27: 'mknod', 29: 'audit_write', 31: 'setfcap'}
+
+
+def enter(root, *argv):
+    """The last step into a container (`bocker.py __enter__ ROOT CMD...`), run
+    by unshare as the container's pid 1, or by nsenter for exec:
+    - its own /proc (proc(5)), with /proc/sysrq-trigger and /proc/sys
+      read-only bind mounts, as Docker masks them (mount(2): MS_BIND|MS_RDONLY);
+    - chroot(2) into ROOT;
+    - the capability bounding set cut to KEEP_CAPS, ambient capabilities
+      cleared and no_new_privs set (prctl(2)), so the command, though root,
+      can neither mount nor remount, nor chroot again, nor regain them;
+    - exec the command, as chroot(1) does."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def mount(source, target, fstype, flags):
+        if libc.mount(source, target.encode(), fstype, flags, None) != 0:
+            raise OSError(ctypes.get_errno(), 'mount', target)
+    ms_rdonly, ms_nosuid, ms_nodev, ms_noexec, ms_remount, ms_bind = 1, 2, 4, 8, 32, 4096
+    proc = root + '/proc'
+    if not os.path.exists(proc + '/self'):     # run: not yet mounted
+        mount(b'proc', proc, b'proc', ms_nosuid | ms_nodev | ms_noexec)
+        for masked in (proc + '/sysrq-trigger', proc + '/sys'):
+            if os.path.exists(masked):
+                mount(masked.encode(), masked, None, ms_bind)
+                mount(None, masked, None, ms_bind | ms_remount | ms_rdonly)
+    with open('/proc/sys/kernel/cap_last_cap') as f:
+        last_cap = int(f.read())
+    os.chroot(root)
+    os.chdir('/')
+    pr_capbset_drop, pr_set_no_new_privs, pr_cap_ambient, clear_all = 24, 38, 47, 4
+    for cap in range(last_cap + 1):
+        if cap not in KEEP_CAPS and libc.prctl(pr_capbset_drop, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), 'prctl(PR_CAPBSET_DROP)')
+    libc.prctl(pr_cap_ambient, clear_all, 0, 0, 0)
+    libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0)
+    # execvp(3)'s PATH search, done here: Python's would import a module, and
+    # the host's library is out of reach after chroot.
+    search = ['']
+    if '/' not in argv[0]:
+        search = os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin').split(':')
+    error = None
+    for directory in search:
+        try:
+            os.execv(os.path.join(directory, argv[0]), argv)
+        except OSError as e:
+            error = error if error and e.errno == 2 else e
+    # chroot(1)'s words and status
+    sys.stderr.write("chroot: failed to run command '%s': %s\n" % (argv[0], error.strerror))
+    return 126 if error.errno == 13 else 127
+
+
 def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER exec <container_id> <command>
     need(args, 2, 'bocker_exec')
     uuid = args[0]
@@ -742,7 +831,7 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
     # -n net, -p pid (nsenter(1), setns(2)); chroot then enters its root.
     # bash: nsenter -t "$cid" -m -u -i -n -p chroot "$container_path/$1"/merged "${@:2}"
     return run('nsenter', '-t', cid, '-m', '-u', '-i', '-n', '-p',
-               'chroot', '%s/%s/merged' % (container_path, uuid), *args[1:], check=False)
+               *chroot('%s/%s/merged' % (container_path, uuid)), *args[1:], check=False)
 
 
 def bocker_logs(*args):  #HELP View logs from a container:\nBOCKER logs <container_id>
@@ -788,10 +877,14 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
         # bash: sed -i "s/:.*$/:$(date +%Y%m%d-%H%M%S)/g" "$overlay_path/$2"/img.source
         import time
         stamp = time.strftime('%Y%m%d-%H%M%S')
-        with open(tmp + '/img.source', encoding='utf-8', errors='surrogateescape') as f:
-            lines = f.read().split('\n')
-        write(tmp + '/img.source',
-              '\n'.join(re.sub(r':.*$', ':' + stamp, l) for l in lines).rstrip('\n'))
+        # diverges: only a regular img.source is rewritten; one the container
+        # made a symlink is removed, never followed (sed -i read the target).
+        source = tmp + '/img.source'
+        if os.path.islink(source):
+            os.unlink(source)
+        elif os.path.isfile(source):
+            lines = read(source).split('\n')
+            write(source, '\n'.join(re.sub(r':.*$', ':' + stamp, l) for l in lines))
         os.rename(tmp, '%s/%s' % (overlay_path, image))
     except OSError as e:
         remove_tree(tmp)
@@ -840,6 +933,8 @@ def main(argv):
     global PROG
     # "$0": the shim passes the name it was called by.
     PROG = os.environ.get('BOCKER_PROG') or argv[0]
+    if argv[1:2] == ['__enter__'] and len(argv) > 3:
+        return enter(*argv[2:])
     try:
         args = options(list(argv[1:]))
         # bash: [[ -z "${1-}" ]] && bocker_help "$0" && exit 1

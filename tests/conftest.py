@@ -106,6 +106,20 @@ class Box:
     def netns(self):
         return self.ls('/run/netns')
 
+    def leftovers(self):
+        """What a removed container could leave: netns, veths, mounts under the
+        store, ps_ cgroups, container dirs, half-made images. Empty when clean."""
+        found = {
+            'netns': self.netns(),
+            'links': [l for l in self.links() if l not in ('br1', 'lo')],
+            'mounts': [m for m in self.mounts() if m.startswith(STORE + '/')],
+            'cgroups': [c + '/' + d for c in ('cpu', 'cpuacct', 'memory')
+                        for d in self.ls('/sys/fs/cgroup/' + c) if d.startswith('ps_')],
+            'containers': self.containers(),
+            'hidden': [n for n in self.images() if n.startswith('.')],
+        }
+        return {k: v for k, v in found.items() if v}
+
     def init(self, directory, tool='bocker'):
         r = getattr(self, tool)('init', directory)
         assert r.code == 0 and r.out.startswith('Created: img_'), r
@@ -118,6 +132,27 @@ class Box:
         new = set(self.containers()) - before
         assert len(new) == 1, (r, new)
         return new.pop(), r
+
+
+REPORT = []
+
+
+@pytest.fixture
+def report(request):
+    """Lines for the hardening report printed at the end of the run."""
+    def add(case, box):
+        left = box.leftovers()
+        REPORT.append('%-60s %s' % (case, 'nothing left' if not left else 'LEFT: %r' % left))
+        assert not left, left
+    return add
+
+
+def pytest_terminal_summary(terminalreporter):
+    if REPORT:
+        terminalreporter.section('hardening report: each case, then netns, links, '
+                                 'mounts, cgroups and files checked')
+        for line in REPORT:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture
