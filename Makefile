@@ -28,7 +28,7 @@ os-deps:
 	touch $@
 
 demo: deps
-	$(PY) tests/sandbox.py -- fixtures/demo.sh
+	$(PY) tests/sandbox.py --no-br1 -- fixtures/demo.sh
 
 test: deps
 	$(PY) -m pytest -q -p no:cacheprovider tests

@@ -141,11 +141,23 @@ def well_formed(name):
     return re.fullmatch(r'(img|ps)_[0-9]+', name) is not None
 
 
+def host_setup():
+    """compat/host-setup beside this file: it prepares a host for bocker."""
+    return os.path.join(os.path.dirname(os.path.realpath(__file__)), 'compat', 'host-setup')
+
+
 def need_store(*paths):
     """The store directories the bash expects the host to have made."""
     for path in paths:
         if not os.path.isdir(path):
-            fail('%s does not exist (create it: mkdir -p %s)' % (path, path))
+            fail('%s does not exist: prepare this host with %s (as root)' % (path, host_setup()))
+
+
+def need_bridge():
+    """diverges: the bash fails at `ip link set ... master br1` (exit 255), after
+    making the veth."""
+    if not link_exists('br1'):
+        fail('bridge br1 does not exist: prepare this host with %s (as root)' % host_setup())
 
 
 def mounted(path):
@@ -589,6 +601,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
         say("No image named '%s' exists" % q(image))
         raise Exit(1)
     need_store(container_path)
+    need_bridge()
     for need_path in ('etc', 'bin/sh', 'bin/mount'):
         if not os.path.lexists('%s/%s/%s' % (overlay_path, image, need_path)):
             fail('image %s has no /%s: it cannot run a container' % (image, need_path))

@@ -10,9 +10,13 @@ from sandbox import Sandbox
 def host_state():
     """Everything a bocker run could leave on the host."""
     def cgroups():
+        # ours only: other test runs on this machine may have sandboxes open
+        mine = 'bocker-sandbox-%d-' % os.getpid()
         found = []
         for top in ('cpu', 'cpuacct', 'memory'):
             for dirpath, dirs, _ in os.walk('/sys/fs/cgroup/' + top):
+                dirs[:] = [d for d in dirs if not d.startswith('bocker-sandbox') or
+                           d.startswith(mine)]
                 found += [os.path.join(dirpath, d) for d in dirs
                           if d.startswith(('ps_', 'bocker-sandbox'))]
         return sorted(found)
