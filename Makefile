@@ -6,9 +6,9 @@ PY := .venv/bin/python
 # Debian/Ubuntu packages: what bocker needs on its host, and what the tests use.
 APT_PKGS := iproute2 util-linux mount cgroup-tools busybox-static jq uuid-runtime \
             coreutils tar python3 python3-venv docker-registry openssl \
-            iptables nftables procps
+            iptables nftables procps time
 
-.PHONY: deps os-deps demo test clean
+.PHONY: deps os-deps demo test bench clean
 
 deps: os-deps .venv/.installed
 
@@ -35,3 +35,14 @@ test: deps
 
 clean:
 	rm -rf .venv
+
+# Record fixtures/golden/ again: each scenario of tests/golden.py from the
+# reference (BOCKER_REFERENCE), and bocker.py's output where a scenario declares
+# a DIVERGENCES.md row. Review the diff (git diff fixtures/golden) before committing.
+.PHONY: golden
+golden: deps
+	$(PY) tests/golden.py --record
+
+# The benchmark: bocker.py against the reference, interleaved, in one sandbox.
+bench: deps
+	$(PY) tests/sandbox.py -- $(PY) tests/bench.py

@@ -669,28 +669,33 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
     veth0, veth1, netns = 'veth0_' + uuid, 'veth1_' + uuid, 'netns_' + uuid
     # A veth pair is a cable with two ends: veth0 stays on the host and joins
     # bridge br1; veth1 moves into the container's own network namespace.
-    # bash: ip link add dev veth0_"$uuid" type veth peer name veth1_"$uuid"
-    run('ip', 'link', 'add', 'dev', veth0, 'type', 'veth', 'peer', 'name', veth1)
+    # (Each group of `ip` commands runs in one `ip -batch` process; the trace
+    # still shows each command as the bash runs it.)
     undo.append(lambda: link_exists(veth0) and run('ip', 'link', 'del', 'dev', veth0, check=False))
-    # bash: ip link set dev veth0_"$uuid" up
-    run('ip', 'link', 'set', 'dev', veth0, 'up')
-    # bash: ip link set veth0_"$uuid" master br1
-    run('ip', 'link', 'set', veth0, 'master', 'br1')
-    # bash: ip netns add netns_"$uuid"
-    run('ip', 'netns', 'add', netns)
-    undo.append(lambda: run('ip', 'netns', 'del', netns, check=False))
-    # bash: ip link set veth1_"$uuid" netns netns_"$uuid"
-    run('ip', 'link', 'set', veth1, 'netns', netns)
-    # bash: ip netns exec netns_"$uuid" ip link set dev lo up
-    run('ip', 'netns', 'exec', netns, 'ip', 'link', 'set', 'dev', 'lo', 'up')
-    # bash: ip netns exec netns_"$uuid" ip link set veth1_"$uuid" address 02:42:ac:11:00"$mac"
-    run('ip', 'netns', 'exec', netns, 'ip', 'link', 'set', veth1, 'address', '02:42:ac:11:00' + mac)
-    # bash: ip netns exec netns_"$uuid" ip addr add 172.18.0."$ip"/24 dev veth1_"$uuid"
-    run('ip', 'netns', 'exec', netns, 'ip', 'addr', 'add', '172.18.0.%s/24' % ip, 'dev', veth1)
-    # bash: ip netns exec netns_"$uuid" ip link set dev veth1_"$uuid" up
-    run('ip', 'netns', 'exec', netns, 'ip', 'link', 'set', 'dev', veth1, 'up')
-    # bash: ip netns exec netns_"$uuid" ip route add default via 172.18.0.1
-    run('ip', 'netns', 'exec', netns, 'ip', 'route', 'add', 'default', 'via', '172.18.0.1')
+    undo.append(lambda: os.path.exists('/run/netns/' + netns) and
+                run('ip', 'netns', 'del', netns, check=False))
+    ip_batch(None, [
+        # bash: ip link add dev veth0_"$uuid" type veth peer name veth1_"$uuid"
+        ['link', 'add', 'dev', veth0, 'type', 'veth', 'peer', 'name', veth1],
+        # bash: ip link set dev veth0_"$uuid" up
+        ['link', 'set', 'dev', veth0, 'up'],
+        # bash: ip link set veth0_"$uuid" master br1
+        ['link', 'set', veth0, 'master', 'br1'],
+        # bash: ip netns add netns_"$uuid"
+        ['netns', 'add', netns],
+        # bash: ip link set veth1_"$uuid" netns netns_"$uuid"
+        ['link', 'set', veth1, 'netns', netns]])
+    ip_batch(netns, [
+        # bash: ip netns exec netns_"$uuid" ip link set dev lo up
+        ['link', 'set', 'dev', 'lo', 'up'],
+        # bash: ip netns exec netns_"$uuid" ip link set veth1_"$uuid" address 02:42:ac:11:00"$mac"
+        ['link', 'set', veth1, 'address', '02:42:ac:11:00' + mac],
+        # bash: ip netns exec netns_"$uuid" ip addr add 172.18.0."$ip"/24 dev veth1_"$uuid"
+        ['addr', 'add', '172.18.0.%s/24' % ip, 'dev', veth1],
+        # bash: ip netns exec netns_"$uuid" ip link set dev veth1_"$uuid" up
+        ['link', 'set', 'dev', veth1, 'up'],
+        # bash: ip netns exec netns_"$uuid" ip route add default via 172.18.0.1
+        ['route', 'add', 'default', 'via', '172.18.0.1']])
     # bash: mkdir -p "$container_path/$uuid"/{lower,upper,work,merged}
     for sub in ('lower', 'upper', 'work', 'merged'):
         os.mkdir('%s/%s' % (cdir, sub))
@@ -719,6 +724,23 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
     # memory.limit_in_bytes: past it the kernel reclaims, then OOM-kills in the cgroup.
     # bash: : "${BOCKER_MEM_LIMIT:=512}" && cgset -r memory.limit_in_bytes="$((BOCKER_MEM_LIMIT * 1000000))" "$uuid"
     run('cgset', '-r', 'memory.limit_in_bytes=%d' % (mem_limit * 1000000), uuid)
+
+
+def ip_batch(netns, commands):
+    """Run several `ip` commands in one process (`ip -batch -`, in the network
+    namespace netns with `ip -n` when given), tracing each as the bash runs it:
+    `ip ARGS`, or `ip netns exec NETNS ip ARGS`."""
+    from plumbum import RETCODE
+    prefix = ['ip'] if netns is None else ['ip', 'netns', 'exec', netns, 'ip']
+    for args in commands:
+        trace(prefix + args)
+    argv = ['ip'] + (['-n', netns] if netns else []) + ['-batch', '-']
+    cmd = command(argv) << ''.join(' '.join(args) + '\n' for args in commands)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    code = cmd & RETCODE(FG=True)
+    if code:
+        raise Exit(code)
 
 
 def address(uuid):

@@ -8,4 +8,9 @@ here=${self%/*}
 python=python3
 [[ -x "$here/.venv/bin/python" ]] && python="$here/.venv/bin/python"
 # "$0" as the user typed it: bocker.py puts it in the help text, as bash does.
-BOCKER_PROG="$0" exec "$python" "$here/bocker.py" "$@"
+# bocker.py is imported, not run as a script, so Python keeps its compiled
+# bytecode (__pycache__) instead of compiling 1000 lines on every call; -I keeps
+# the working directory and PYTHON* variables out of the module search.
+BOCKER_PROG="$0" exec "$python" -I -c \
+	'import sys; sys.path.insert(0, sys.argv[1]); import bocker; sys.exit(bocker.main(sys.argv[1:]))' \
+	"$here" "$@"
