@@ -18,7 +18,6 @@
 #   networking             a veth pair, one end on bridge br1, the other in the
 #                          container's netns (ip-link(8), veth(4))
 import os
-import re
 import sys
 
 overlay_path = '/var/lib/bocker/overlay'
@@ -67,6 +66,7 @@ def option(key, default=None):
 
 def _xtrace_word(word):
     """Quote one word as bash's xtrace (set -x) prints it."""
+    import re
     if word and not re.search(r'''[\s'"\\|&;()<>!{}*?\[\]^$`~#]''', word):
         return word
     return "'" + word.replace("'", "'\\''") + "'"
@@ -138,6 +138,7 @@ def well_formed(name):
     ever reaches a path, so `..`, `/`, globs and spaces cannot escape the store.
     diverges: the bash passes any name on (`rm ../containers` deleted every
     container)."""
+    import re
     return re.fullmatch(r'(img|ps)_[0-9]+', name) is not None
 
 
@@ -330,7 +331,7 @@ def claim(tmp, parent, prefix):
         try:
             os.rename(tmp, '%s/%s' % (parent, uuid))
             return uuid
-        except OSError as e:
+        except OSError:                        # taken meanwhile: try the next
             if not os.path.lexists('%s/%s' % (parent, uuid)):
                 raise
     remove_tree(tmp)
@@ -633,6 +634,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
 
 def number(key):
     """BOCKER_KEY as bash arithmetic reads an integer literal (010 is octal)."""
+    import re
     value = option(key, '512')
     m = re.fullmatch(r'(0[xX][0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*)', value)
     if not m:
@@ -850,6 +852,7 @@ def enter(root, *argv):
 
 
 def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER exec <container_id> <command>
+    import re
     need(args, 2, 'bocker_exec')
     uuid = args[0]
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
@@ -887,6 +890,7 @@ def bocker_logs(*args):  #HELP View logs from a container:\nBOCKER logs <contain
 
 
 def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit <container_id> <image_id>
+    import re
     need(args, 2, 'bocker_commit')
     uuid, image = args[0], args[1]
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
@@ -939,14 +943,17 @@ def bocker_help(prog):  #HELP Display this message:\nBOCKER help
 
 
 def _help_lines():
-    """{function name: its `#HELP` text with \\n made a newline and a tab}."""
+    """{function name: its `#HELP` text with \\n made a newline and a tab}.
+    bash: sed -n "s/^.*#HELP\\s//p;" (the last `#HELP` followed by a blank)."""
     found = {}
     with open(os.path.abspath(__file__), encoding='utf-8') as f:
         for line in f:
-            m = re.match(r'^.*#HELP\s(.*)$', line.rstrip('\n'))
-            if m:
-                func = re.match(r'def (\w+)', line).group(1)
-                found[func] = m.group(1).replace('\\n', '\n\t')
+            line = line.rstrip('\n')
+            at = line.rfind('#HELP')
+            while at >= 0 and not line[at + 5:at + 6].isspace():
+                at = line.rfind('#HELP', 0, at)
+            if at >= 0 and line.startswith('def '):
+                found[line[4:line.index('(')]] = line[at + 6:].replace('\\n', '\n\t')
     return found
 
 
@@ -955,6 +962,7 @@ def _help_lines():
 def options(argv):
     """bash: while [ "${1:0:2}" == '--' ]; do OPTION=${1:2}; [[ $OPTION =~ = ]] &&
     declare "BOCKER_${OPTION/=*/}=${OPTION/*=/}" || declare "BOCKER_${OPTION}=x"; shift; done"""
+    import re
     while argv and argv[0][:2] == '--':
         opt = argv.pop(0)[2:]
         key, value = (opt.split('=', 1)[0], opt.rsplit('=', 1)[1]) if '=' in opt else (opt, 'x')

@@ -3,7 +3,9 @@
 # Same arguments, output and exit status. Works by absolute or relative path
 # and through a symlink on PATH; uses the project's virtual environment
 # (.venv beside bocker.py) when there is one.
-self=$(readlink -f -- "${BASH_SOURCE[0]}")
+self=${BASH_SOURCE[0]}
+[[ -L "$self" ]] && self=$(readlink -f -- "$self")     # a symlink on PATH
+[[ "$self" == /* ]] || self="$PWD/$self"
 here=${self%/*}
 python=python3
 [[ -x "$here/.venv/bin/python" ]] && python="$here/.venv/bin/python"

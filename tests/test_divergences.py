@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import BOCKER, ROOT, STORE, clean_env
+from conftest import BOCKER, ROOT, STORE
 
 OVERLAY = STORE + '/overlay'
 CONTAINERS = STORE + '/containers'
