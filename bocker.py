@@ -505,8 +505,8 @@ def cgdelete(uuid):
     """bash: cgdelete -g "$cgroups:/$1" &> /dev/null. diverges: libcgroup 2.0's
     cgdelete removes only the first controller of a list, so the bash left the
     cpuacct and memory cgroups behind; the others get a call of their own."""
-    run('cgdelete', '-g', '%s:/%s' % (cgroups, uuid), check=False, quiet=True)
-    for controller in cgroups.split(',')[1:]:
+    run('cgdelete', '-g', '%s:/%s' % (controllers(), uuid), check=False, quiet=True)
+    for controller in cgroups.split(',')[1:] if not cgroup_v2() else ():
         run('cgdelete', '-g', '%s:/%s' % (controller, uuid), check=False, quiet=True)
 
 
@@ -717,8 +717,15 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
     write('%s/%s.cmd' % (cdir, uuid), cmd)
     # A cgroup per container in each of the cpu, cpuacct and memory hierarchies.
     # bash: cgcreate -g "$cgroups:/$uuid"
-    run('cgcreate', '-g', '%s:/%s' % (cgroups, uuid))
+    run('cgcreate', '-g', '%s:/%s' % (controllers(), uuid))
     undo.append(lambda: cgdelete(uuid))
+    if cgroup_v2():
+        # diverges: a cgroup v2 host has one hierarchy and other knobs (the bash
+        # cannot run there): cpu.weight (1-10000, 100 by default) converted from
+        # the shares as runc and crun do, and memory.max.
+        run('cgset', '-r', 'cpu.weight=%d' % (1 + ((cpu_share - 2) * 9999) // 262142), uuid)
+        run('cgset', '-r', 'memory.max=%d' % (mem_limit * 1000000), uuid)
+        return
     # cpu.shares: a relative weight when the CPU is contended (1024 is a full share).
     # bash: : "${BOCKER_CPU_SHARE:=512}" && cgset -r cpu.shares="$BOCKER_CPU_SHARE" "$uuid"
     # (the value as given, checked by number(): the kernel reads 0x and 0 as it does)
@@ -726,6 +733,24 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
     # memory.limit_in_bytes: past it the kernel reclaims, then OOM-kills in the cgroup.
     # bash: : "${BOCKER_MEM_LIMIT:=512}" && cgset -r memory.limit_in_bytes="$((BOCKER_MEM_LIMIT * 1000000))" "$uuid"
     run('cgset', '-r', 'memory.limit_in_bytes=%d' % (mem_limit * 1000000), uuid)
+
+
+def cgroup_v2():
+    """Is this host cgroup v2 only (cgroups(7): one unified hierarchy)? A
+    hybrid host, with the v1 cpu controller mounted beside v2, counts as v1."""
+    v2 = False
+    with open('/proc/self/mountinfo') as f:
+        for line in f:
+            fstype, _source, opts = line.split(' - ', 1)[1].split()[:3]
+            if fstype == 'cgroup' and 'cpu' in opts.split(','):
+                return False
+            v2 = v2 or fstype == 'cgroup2'
+    return v2
+
+
+def controllers():
+    """The bash's $cgroups; v2 has no cpuacct (cpu accounting is built in)."""
+    return 'cpu,memory' if cgroup_v2() else cgroups
 
 
 def ip_batch(netns, commands):
@@ -763,7 +788,7 @@ def execute(image, uuid, cmd):
     # merged its root and drops the capabilities a container must not have.
     # bash: cgexec -g "$cgroups:$uuid" ip netns exec netns_"$uuid" unshare -fmuip --mount-proc \
     #         chroot "$container_path/$uuid"/merged /bin/sh -c "/bin/mount -t proc proc /proc && $cmd"
-    argv = ['cgexec', '-g', '%s:%s' % (cgroups, uuid),
+    argv = ['cgexec', '-g', '%s:%s' % (controllers(), uuid),
             'ip', 'netns', 'exec', 'netns_' + uuid,
             'unshare', '-fmuip', '--mount-proc',
             *chroot(cdir + '/merged'), '/bin/sh', '-c', cmd]

@@ -1,0 +1,98 @@
+"""The golden-output suite: every scenario of tests/golden.py, run in a fresh
+sandbox, compared with its plain-text golden file in fixtures/golden/.
+
+- test_bocker_py[NAME]: bocker.py (bocker.sh) against <NAME>.txt, the
+  reference's recorded output; for a scenario that declares rows of
+  compat/DIVERGENCES.md (its test id ends in --diverges-row-N) against
+  <NAME>.bocker.txt, what bocker.py does instead. Interop scenarios pin some
+  steps to the reference (state made by one tool, used by the other) and so
+  need it.
+- test_reference[NAME]: the reference still gives <NAME>.txt (where the
+  reference is present, as in CI).
+Record the golden files again with `make golden`. Needs root."""
+import os
+
+import pytest
+
+from golden import (GOLDEN_DIR, REFERENCE, SCENARIOS, TRACE_READINGS, Normaliser,
+                    declared_rows, diff, divergence_titles, expected_files, golden_path,
+                    reading_row, run_scenario)
+
+HAVE_REFERENCE = os.path.isfile(REFERENCE)
+
+
+def scenario_id(sc):
+    rows = declared_rows(sc)
+    return sc.name + ('--diverges-row-%s' % '-'.join(map(str, rows)) if rows else '')
+
+
+def reference_id(sc):
+    return sc.name
+
+
+def expected(path):
+    assert os.path.isfile(path), '%s missing: record it with `make golden`' % path
+    with open(path, encoding='utf-8') as f:
+        return f.read()
+
+
+@pytest.mark.parametrize('sc', SCENARIOS, ids=scenario_id)
+def test_bocker_py(sc):
+    if sc.interop and not HAVE_REFERENCE:
+        pytest.skip('interop scenario: needs the reference at %s' % REFERENCE)
+    titles = divergence_titles()
+    for row in sc.diverges:        # named in the report (pytest -rA / -s)
+        print('diverges: row %d (%s)' % (row, titles.get(row, '?')))
+    path = golden_path(sc, 'py')
+    want = expected(path)
+    applied = set()
+    got = run_scenario(sc, 'py', applied=applied)
+    for name in sorted(applied):
+        row = reading_row(name)
+        print('diverges: row %s (%s): trace read as the reference\'s' % (row, name))
+        assert row is not None, (
+            'bocker.py differs from the reference in every run/exec (%s) and no row of '
+            'compat/DIVERGENCES.md mentions any of %r: declare it there' % (name, TRACE_READINGS[name][0]))
+    assert got == want, '\n' + diff(want, got, path)
+
+
+@pytest.mark.skipif(not HAVE_REFERENCE, reason='the reference is not at %s' % REFERENCE)
+@pytest.mark.parametrize('sc', SCENARIOS, ids=reference_id)
+def test_reference(sc):
+    path = golden_path(sc, 'ref')
+    want = expected(path)
+    got = run_scenario(sc, 'ref')
+    assert got == want, '\n' + diff(want, got, path)
+
+
+def test_golden_files_are_the_scenarios():
+    """No golden file without its scenario, none missing."""
+    assert sorted(os.listdir(GOLDEN_DIR)) == sorted(expected_files())
+
+
+@pytest.mark.parametrize('sc', [s for s in SCENARIOS if s.diverges], ids=scenario_id)
+def test_declared_divergence_is_real(sc):
+    """A scenario that declares a divergence names existing rows, and
+    bocker.py's golden differs from the reference's in more than the header."""
+    titles = divergence_titles()
+    assert all(row in titles for row in sc.diverges), (sc.diverges, sorted(titles))
+
+    def body(path):
+        return [l for l in expected(path).splitlines() if not l.startswith('# ')]
+    assert body(golden_path(sc, 'py')) != body(golden_path(sc, 'ref')), \
+        '%s: bocker.py does what the reference does; drop diverges=%s' % (sc.name, sc.diverges)
+
+
+def test_normaliser_ids_addresses_and_macs():
+    n = Normaliser()
+    text = ('Created: img_42043\nveth1_ps_42100 inet 172.18.0.1/24 src 172.18.0.1 '
+            'via 172.18.0.1 02:42:ac:11:001:00 fe80::42:acff:fe11:100/64\n'
+            'ps_42101 172.18.0.11/24 ps_42110 172.18.0.110/24 172.18.0.11 ps_42002 inet 172.18.0.2 '
+            '02:42:ac:11:000:02 02:42:ac:11:00:02 fe80::42:acff:fe11:2/64 nsenter -t 1234')
+    assert n.text(text) == (
+        'Created: img_1\nveth1_ps_1 inet IP_1/24 src IP_1 via 172.18.0.1 MAC_1 LINK_LOCAL_1/64\n'
+        'ps_2 IP_2/24 ps_3 IP_3/24 172.18.0.11 ps_4 inet IP_4 MAC_4 MAC_4 LINK_LOCAL_4/64 '
+        'nsenter -t 1234')
+    assert n.text('+ nsenter -t 4321 -m') == '+ nsenter -t PID -m'
+    assert n.text('%s: line 42: $1: unbound variable' % REFERENCE) == \
+        'PROG: line N: $1: unbound variable'
