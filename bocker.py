@@ -490,11 +490,10 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
     if mounted('%s/%s/merged' % (container_path, uuid)):
         run('umount', '%s/%s/merged' % (container_path, uuid))
     remove_tree('%s/%s' % (container_path, uuid))
-    if os.path.exists('/run/netns/netns_%s' % uuid):
-        run('ip', 'netns', 'del', 'netns_%s' % uuid)
-        gone('veth0_%s' % uuid)                # its peer went with the netns
-    if link_exists('veth0_%s' % uuid):
-        run('ip', 'link', 'del', 'dev', 'veth0_%s' % uuid)
+    if netns_exists(uuid):
+        delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', 'netns_' + uuid)
+        gone('veth0_' + uuid)                  # its peer went with the netns
+    delete(lambda: link_exists('veth0_' + uuid), 'ip', 'link', 'del', 'dev', 'veth0_' + uuid)
     say('Removed: %s' % uuid)
     # bash: cgdelete -g "$cgroups:/$1" &> /dev/null
     cgdelete(uuid)
@@ -624,12 +623,28 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
         execute(image, uuid, ' '.join(args[1:]))
     finally:
         # bash: ip link del dev veth0_"$uuid"
-        if link_exists('veth0_%s' % uuid):
-            run('ip', 'link', 'del', 'dev', 'veth0_%s' % uuid)
+        delete(lambda: link_exists('veth0_' + uuid), 'ip', 'link', 'del', 'dev', 'veth0_' + uuid)
         # bash: ip netns del netns_"$uuid"
-        if os.path.exists('/run/netns/netns_%s' % uuid):
-            run('ip', 'netns', 'del', 'netns_%s' % uuid)
+        delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', 'netns_' + uuid)
     return 0
+
+
+def netns_exists(uuid):
+    return os.path.exists('/run/netns/netns_' + uuid)
+
+
+def delete(exists, *argv):
+    """Run a command that deletes something, if it is there. An `rm` and the
+    `run` it stops both clean up: a failure because the other one deleted it
+    first is no failure."""
+    if not exists():
+        return
+    trace(argv)
+    sys.stdout.flush()
+    code, _out, err = command(argv).run(retcode=None)
+    if code and exists():
+        sys.stderr.write(err)
+        raise Exit(code)
 
 
 def number(key):
