@@ -89,11 +89,12 @@ def command(argv):
         fail('%s: command not found' % argv[0], 127)
 
 
-def run(*argv, check=True, quiet=False, stdout=None):
+def run(*argv, check=True, quiet=False, stdout=None, traced=True):
     """Run a system command with our stdin/stdout/stderr; as under bash's
     errexit, a failure ends bocker with the command's status (check=True)."""
     from plumbum import RETCODE
-    trace(argv)
+    if traced:
+        trace(argv)
     cmd = command(argv)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -738,16 +739,24 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
         # diverges: a cgroup v2 host has one hierarchy and other knobs (the bash
         # cannot run there): cpu.weight (1-10000, 100 by default) converted from
         # the shares as runc and crun do, and memory.max.
-        run('cgset', '-r', 'cpu.weight=%d' % (1 + ((cpu_share - 2) * 9999) // 262142), uuid)
-        run('cgset', '-r', 'memory.max=%d' % (mem_limit * 1000000), uuid)
+        cgset(uuid, 'cpu.weight=%d' % (1 + ((cpu_share - 2) * 9999) // 262142),
+              'memory.max=%d' % (mem_limit * 1000000))
         return
     # cpu.shares: a relative weight when the CPU is contended (1024 is a full share).
     # bash: : "${BOCKER_CPU_SHARE:=512}" && cgset -r cpu.shares="$BOCKER_CPU_SHARE" "$uuid"
     # (the value as given, checked by number(): the kernel reads 0x and 0 as it does)
-    run('cgset', '-r', 'cpu.shares=%s' % option('CPU_SHARE', '512'), uuid)
     # memory.limit_in_bytes: past it the kernel reclaims, then OOM-kills in the cgroup.
     # bash: : "${BOCKER_MEM_LIMIT:=512}" && cgset -r memory.limit_in_bytes="$((BOCKER_MEM_LIMIT * 1000000))" "$uuid"
-    run('cgset', '-r', 'memory.limit_in_bytes=%d' % (mem_limit * 1000000), uuid)
+    cgset(uuid, 'cpu.shares=%s' % option('CPU_SHARE', '512'),
+          'memory.limit_in_bytes=%d' % (mem_limit * 1000000))
+
+
+def cgset(uuid, *knobs):
+    """`cgset -r KNOB UUID` for each knob, in one cgset process (it takes
+    several -r), traced as one line each, as the bash runs them."""
+    for knob in knobs:
+        trace(['cgset', '-r', knob, uuid])
+    run('cgset', *[arg for knob in knobs for arg in ('-r', knob)], uuid, traced=False)
 
 
 def cgroup_v2():

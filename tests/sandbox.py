@@ -20,7 +20,7 @@ left in those cgroups (containers included) and removes the cgroups, and so
 leaves the host as it was (but for the empty mount points /var/lib/bocker and
 /run/netns, which stay: removing one would detach another sandbox's tmpfs).
 
-CLI:  tests/sandbox.py [--no-br1] [--store-size SIZE] -- COMMAND [ARG...]
+CLI:  tests/sandbox.py [--no-br1] [--store-size SIZE | --store-dir DIR] -- COMMAND [ARG...]
 """
 import argparse
 import os
@@ -63,9 +63,10 @@ def _own_cgroup(controller):
 class Sandbox:
     """One private host. Use as a context manager; run commands with .run()."""
 
-    def __init__(self, br1=True, store_size=None):
+    def __init__(self, br1=True, store_size=None, store_dir=None):
         self.br1 = br1
         self.store_size = store_size
+        self.store_dir = store_dir
         self.name = 'bocker-sandbox-%d-%d' % (os.getpid(), time.monotonic_ns())
         self.cgroup_dirs = []
         self.holder = None
@@ -94,6 +95,8 @@ class Sandbox:
             args.append('--no-br1')
         if self.store_size:
             args += ['--store-size', self.store_size]
+        if self.store_dir:
+            args += ['--store-dir', self.store_dir]
         self.holder = subprocess.Popen(
             ['unshare', '--net', '--mount', '--cgroup', '--propagation', 'private', '--'] + args,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=self._join)
@@ -174,7 +177,7 @@ def _sh(*argv):
     subprocess.run(argv, check=True)
 
 
-def _inside(br1, store_size):
+def _inside(br1, store_size, store_dir=None):
     """Runs as the holder, already in the new namespaces: build the private host."""
     # A sysfs for this network namespace, then cgroup hierarchies rooted at the
     # sandbox's cgroup (a mount made inside a cgroup namespace shows its root).
@@ -190,8 +193,11 @@ def _inside(br1, store_size):
         done.add(mnt)
         os.makedirs(mnt, exist_ok=True)
         _sh('mount', '-t', 'cgroup', '-o', opts, 'cgroup', mnt)
-    size = ['-o', 'size=%s' % store_size] if store_size else []
-    _sh('mount', '-t', 'tmpfs', *size, 'bocker', STORE)
+    if store_dir:                  # a disk-backed store, as on a real host (the bench)
+        _sh('mount', '--bind', store_dir, STORE)
+    else:
+        size = ['-o', 'size=%s' % store_size] if store_size else []
+        _sh('mount', '-t', 'tmpfs', *size, 'bocker', STORE)
     os.makedirs(STORE + '/overlay')
     os.makedirs(STORE + '/containers')
     _sh('mount', '-t', 'tmpfs', 'netns', NETNS_DIR)
@@ -215,19 +221,21 @@ def main():
     ap.add_argument('--inside', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--no-br1', action='store_true', help='do not make bridge br1')
     ap.add_argument('--store-size', help='size of the tmpfs on /var/lib/bocker')
+    ap.add_argument('--store-dir', help='bind-mount this (empty) directory on /var/lib/bocker '
+                    'instead of a tmpfs')
     ap.add_argument('command', nargs='*')
     a = ap.parse_args()
     if a.inside:
         # Still the host's mounts here: read the hierarchies before replacing them.
         _HOST_HIER = _v1_hierarchies()
-        _inside(not a.no_br1, a.store_size)
+        _inside(not a.no_br1, a.store_size, a.store_dir)
         sys.stdout.write('ready\n')
         sys.stdout.flush()
         sys.stdin.read()          # hold the namespaces until the owner closes stdin
         return 0
     if not a.command:
         ap.error('a command is needed')
-    with Sandbox(br1=not a.no_br1, store_size=a.store_size) as sb:
+    with Sandbox(br1=not a.no_br1, store_size=a.store_size, store_dir=a.store_dir) as sb:
         return sb.run(a.command).returncode
 
 
