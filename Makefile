@@ -6,7 +6,7 @@ PY := .venv/bin/python
 # Debian/Ubuntu packages: what bocker needs on its host, and what the tests use.
 APT_PKGS := iproute2 util-linux mount cgroup-tools busybox-static jq uuid-runtime \
             coreutils tar python3 python3-venv docker-registry openssl \
-            iptables nftables procps time
+            iptables nftables procps time qemu-system-x86 linux-image-amd64
 
 .PHONY: deps os-deps demo test bench clean
 
@@ -44,5 +44,14 @@ golden: deps
 	$(PY) tests/golden.py --record
 
 # The benchmark: bocker.py against the reference, interleaved, in one sandbox.
+# The store is a directory on disk, as on a real host, not the tests' tmpfs.
 bench: deps
-	$(PY) tests/sandbox.py -- $(PY) tests/bench.py
+	store=$$(mktemp -d /var/tmp/bocker-bench.XXXXXX) && \
+	$(PY) tests/sandbox.py --store-dir $$store -- $(PY) tests/bench.py; \
+	status=$$?; rm -rf $$store; exit $$status
+
+# The cgroup v2 tests alone, in a VM that boots a v2 only kernel (tests/vm.py),
+# the guest's output on the terminal. `make test` runs them too (one outer test).
+.PHONY: test-v2
+test-v2: deps
+	$(PY) tests/test_cgroup_v2.py

@@ -1,0 +1,391 @@
+"""bocker on a cgroup v2 only host (issue 7, "Today's hosts: cgroup v2").
+
+On v2 a container gets one cgroup, ps_N, with the cpu and memory controllers
+(v2 has no cpuacct: cpu accounting is built in), made and used with the same
+cgroup-tools: cgcreate -g cpu,memory:/ps_N, cgset -r cpu.weight=W ps_N and
+cgset -r memory.max=B ps_N, cgexec -g cpu,memory:ps_N, cgdelete -g cpu,memory:/ps_N.
+    cpu.weight = 1 + ((CPU_SHARE - 2) * 9999) / 262142   (integer: 512 -> 20, 1024 -> 39)
+    memory.max = MEM_LIMIT * 1000000   (the kernel keeps whole pages: it reads
+                                        back rounded down to a multiple of 4096)
+A container's /proc/self/cgroup is the single line 0::/.../ps_N.
+
+This module has two faces, chosen when it is imported:
+- On this machine (hybrid: v1 controllers) it holds ONE test, which boots a
+  cgroup v2 only kernel in a VM (tests/vm.py: virtme-ng, QEMU, Debian's kernel
+  with cgroup_no_v1=all) and runs this same module there with pytest.
+- Inside that VM (BOCKER_VM=cgroup-v2 set by the outer test, and the host is
+  v2 only) it holds the real tests, which drive bocker.sh as a black box. The VM
+  is their sandbox: its root is this machine's, read-only, with throwaway
+  overlays; here /var/lib/bocker and /run/netns get a tmpfs and br1 is made,
+  and whatever a test leaves is removed after it.
+`make test-v2` (python tests/test_cgroup_v2.py) runs the VM part alone, with
+the guest's output on the terminal; BOCKER_SKIP_VM=1 skips the outer test.
+"""
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import vm  # noqa: E402
+
+BOCKER = os.path.join(ROOT, 'bocker.sh')
+STORE = '/var/lib/bocker'
+CGROOT = '/sys/fs/cgroup'
+MARK = ('BOCKER_VM', 'cgroup-v2')        # set in the guest by the outer test
+VM_TIMEOUT = 900                          # boot (~30 s) + the inner tests
+
+
+def cgroup_mode(mountinfo='/proc/self/mountinfo'):
+    """'v1', 'hybrid', 'v2' or 'none', from the cgroup mounts (proc(5)
+    mountinfo: the filesystem type follows ' - '). v1 mounts are `cgroup`, the
+    unified hierarchy is `cgroup2`; v2 only means cgroup2 on /sys/fs/cgroup and
+    no v1 hierarchy (a `name=systemd` v1 mount alone still counts as v1)."""
+    v1 = v2_root = v2_elsewhere = False
+    with open(mountinfo) as f:
+        for line in f:
+            left, right = line.split(' - ', 1)
+            fstype = right.split()[0]
+            if fstype == 'cgroup':
+                v1 = True
+            elif fstype == 'cgroup2':
+                if left.split()[4] == CGROOT:
+                    v2_root = True
+                else:
+                    v2_elsewhere = True
+    if v1:
+        return 'hybrid' if (v2_root or v2_elsewhere) else 'v1'
+    return 'v2' if v2_root else 'none'
+
+
+IN_VM = os.environ.get(MARK[0]) == MARK[1]
+
+
+def _summary(output):
+    """pytest's closing line ('=== 3 failed, 5 passed in 61.20s ===')."""
+    found = re.findall(r'^=+ (.*\bin [0-9.]+s.*?) =+\s*$', output, re.M)
+    return found[-1] if found else None
+
+
+def run_in_vm(out=None):
+    """Boot the VM and run this module's inner tests there (pytest -v, the
+    guest's output streamed to out); a vm.Result."""
+    argv = [os.path.join(ROOT, '.venv', 'bin', 'python'), '-m', 'pytest', '-v', '-rfE',
+            '--tb=short', '--durations=5', '-p', 'no:cacheprovider',
+            os.path.relpath(os.path.abspath(__file__), ROOT)]
+    return vm.run(argv, cwd=ROOT, env={MARK[0]: MARK[1], 'PYTHONDONTWRITEBYTECODE': '1'},
+                  timeout=VM_TIMEOUT, out=out)
+
+
+def report_line(r):
+    boot = '%.0f s' % r.boot_seconds if r.boot_seconds is not None else 'never came up'
+    summary = _summary(r.output) or 'no pytest summary (exit status %d)' % r.code
+    return 'cgroup v2 VM: boot %s, whole run %.0f s; inner tests: %s' % (boot, r.seconds, summary)
+
+
+if not IN_VM:
+    # ---- on this machine: the one test that runs the rest in the VM ----------
+
+    def test_cgroup_v2_host_in_vm(request):
+        """Boot a cgroup v2 only kernel and run this module's tests there.
+        BOCKER_SKIP_VM=1 skips it (to iterate on the rest of the suite)."""
+        if os.environ.get('BOCKER_SKIP_VM') == '1':
+            pytest.skip('BOCKER_SKIP_VM=1')
+        try:
+            vm.check()
+        except vm.VMUnavailable as e:
+            pytest.fail(str(e), pytrace=False)
+        r = run_in_vm()
+        line = report_line(r)
+
+        class _Report:
+            @staticmethod
+            def pytest_terminal_summary(terminalreporter):
+                terminalreporter.write_line(line)
+        request.config.pluginmanager.register(_Report(), 'cgroup-v2-vm-report')
+        assert r.code == 0, line
+
+
+else:
+    # ---- inside the VM: the real tests ---------------------------------------
+
+    PAGE = os.sysconf('SC_PAGE_SIZE')
+
+    def weight(shares):
+        return 1 + ((shares - 2) * 9999) // 262142
+
+    def memory_max(mb):
+        return mb * 1000000 // PAGE * PAGE
+
+    def sh(*argv, check=True, **kw):
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, **kw)
+        if check and r.returncode:
+            raise RuntimeError('%s: exit %d: %s' % (' '.join(argv), r.returncode, r.stdout))
+        return r
+
+    def env_for(extra=None):
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith('BOCKER_') and k != 'PYTHONUNBUFFERED'}
+        env.update(extra or {})
+        return env
+
+    def bocker(*args, env=None, timeout=180):
+        """bocker.sh ARGS: (exit status, stdout, stderr)."""
+        r = subprocess.run([BOCKER, *args], stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True, env=env_for(env), timeout=timeout)
+        return r.returncode, r.stdout, r.stderr
+
+    def ls(path):
+        try:
+            return sorted(os.listdir(path))
+        except FileNotFoundError:
+            return []
+
+    def cgroup_dirs(name=None):
+        """Every cgroup directory named ps_* (or name) in the v2 hierarchy."""
+        found = []
+        for dirpath, dirs, _files in os.walk(CGROOT):
+            for d in dirs:
+                if (d == name) if name else d.startswith('ps_'):
+                    found.append(os.path.join(dirpath, d))
+        return found
+
+    def mounts_under(prefix):
+        with open('/proc/self/mountinfo') as f:
+            return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+
+    def leftovers():
+        """What a removed container could leave. Empty when clean."""
+        found = {
+            'netns': ls('/run/netns'),
+            'links': [l for l in ls('/sys/class/net') if l not in ('br1', 'lo')],
+            'mounts': mounts_under(STORE + '/'),
+            'cgroups': cgroup_dirs(),
+            'containers': ls(STORE + '/containers'),
+        }
+        return {k: v for k, v in found.items() if v}
+
+    def read(path):
+        with open(path) as f:
+            return f.read().strip()
+
+    def cgroup_line(output, uuid):
+        """The 0::PATH line of a container's /proc/self/cgroup in output."""
+        lines = [l for l in output.splitlines() if re.fullmatch(r'\d+:[^:]*:/.*', l)]
+        assert lines, 'no /proc/self/cgroup line in %r' % output
+        assert lines == [l for l in lines if l.startswith('0::')], \
+            'a v2 only host has the one line 0::PATH: %r' % lines
+        assert len(lines) == 1, lines
+        path = lines[0][3:]
+        assert re.fullmatch(r'(/.*)?/%s' % uuid, path), \
+            '%r: the container is not in a cgroup named %s' % (lines[0], uuid)
+        return path
+
+    def new_container(before):
+        new = set(ls(STORE + '/containers')) - set(before)
+        assert len(new) == 1, new
+        return new.pop()
+
+    def clean_up(keep=None):
+        """Remove whatever bocker (or a failed test) left: processes and cgroups
+        named ps_*, mounts in the store, netns, veths, containers, and images
+        but keep."""
+        for cg in sorted(cgroup_dirs(), key=len, reverse=True):
+            for _ in range(250):
+                try:
+                    with open(cg + '/cgroup.kill', 'w') as f:
+                        f.write('1')
+                    if not read(cg + '/cgroup.procs'):
+                        os.rmdir(cg)
+                        break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    pass
+                time.sleep(0.02)
+        for m in sorted(mounts_under(STORE + '/'), key=len, reverse=True):
+            sh('umount', '-l', m, check=False)
+        for ns in ls('/run/netns'):
+            sh('ip', 'netns', 'del', ns, check=False)
+        for link in ls('/sys/class/net'):
+            if link not in ('lo', 'br1'):
+                sh('ip', 'link', 'del', 'dev', link, check=False)
+        sh('sh', '-c', 'rm -rf %s/containers/* %s/containers/.[!.]*' % (STORE, STORE), check=False)
+        for name in ls(STORE + '/overlay'):      # every image but the session's
+            if name != keep:
+                sh('rm', '-rf', os.path.join(STORE, 'overlay', name), check=False)
+
+    @pytest.fixture(scope='session')
+    def v2host():
+        """This VM as a bocker host: checked to be v2 only first, then a tmpfs
+        store, a tmpfs /run/netns and the bridge br1."""
+        mode = cgroup_mode()
+        assert mode == 'v2', 'not a cgroup v2 only host (%s): not touching it' % mode
+        for d in (STORE, '/run/netns'):
+            os.makedirs(d, exist_ok=True)
+            sh('mount', '-t', 'tmpfs', 'tmpfs', d)
+        os.makedirs(STORE + '/overlay')
+        os.makedirs(STORE + '/containers')
+        sh('ip', 'link', 'set', 'lo', 'up')
+        sh('ip', 'link', 'add', 'br1', 'type', 'bridge')
+        sh('ip', 'addr', 'add', '172.18.0.1/24', 'dev', 'br1')
+        sh('ip', 'link', 'set', 'br1', 'up')
+        return STORE
+
+    @pytest.fixture(scope='session')
+    def busybox_dir(tmp_path_factory):
+        """The test image's directory, from the fixtures/ recipe (as conftest's busybox)."""
+        d = str(tmp_path_factory.mktemp('image') / 'busybox')
+        subprocess.run([os.path.join(ROOT, 'fixtures', 'busybox-rootfs'), d], check=True)
+        return d
+
+    @pytest.fixture(scope='session')
+    def image(v2host, busybox_dir):
+        """One image for all the tests (an init costs seconds, emulated)."""
+        code, out, err = bocker('init', busybox_dir)
+        assert code == 0 and out.startswith('Created: img_'), (code, out, err)
+        return out.split()[1]
+
+    @pytest.fixture
+    def img(image):
+        """The image; after the test, whatever it left is removed."""
+        yield image
+        clean_up(keep=image)
+
+    def run_container(img, command, args=(), env=None):
+        """bocker.sh [ARGS] run IMG COMMAND: (ps_N, exit status, stdout, stderr)."""
+        before = ls(STORE + '/containers')
+        code, out, err = bocker(*args, 'run', img, command, env=env)
+        assert code == 0, 'run failed: exit %d\nstdout: %s\nstderr: %s' % (code, out, err)
+        return new_container(before), code, out, err
+
+    # -- the host ------------------------------------------------------------
+
+    def test_this_is_a_cgroup_v2_only_host_without_network():
+        assert cgroup_mode() == 'v2'
+        assert 'cgroup_no_v1=all' in read('/proc/cmdline').split()
+        controllers = read(CGROOT + '/cgroup.controllers').split()
+        assert 'cpu' in controllers and 'memory' in controllers, controllers
+        assert not os.path.exists(CGROOT + '/cpu'), 'a v1 cpu hierarchy'
+        # the VM must reach no network: only loopback (and br1, made here)
+        assert set(ls('/sys/class/net')) <= {'lo', 'br1'}, ls('/sys/class/net')
+
+    # -- run: the container's cgroup and its limits ----------------------------
+
+    @pytest.mark.parametrize('args,env,shares,mb', [
+        (('--MEM_LIMIT=16', '--CPU_SHARE=256'), None, 256, 16),
+        ((), {'BOCKER_MEM_LIMIT': '32', 'BOCKER_CPU_SHARE': '1024'}, 1024, 32),
+        ((), None, 512, 512),
+    ], ids=['options', 'environment', 'defaults'])
+    def test_run_puts_the_container_in_one_cgroup_with_its_limits(img, args, env, shares, mb):
+        uuid, _code, out, err = run_container(img, 'cat /proc/self/cgroup', args, env)
+        path = cgroup_line(out, uuid)
+        cg = CGROOT + path
+        assert os.path.isdir(cg), 'the cgroup %s is gone after run' % cg
+        assert cgroup_dirs(uuid) == [cg], 'one cgroup per container: %r' % cgroup_dirs(uuid)
+        enabled = read(cg + '/cgroup.controllers').split()
+        assert 'cpu' in enabled and 'memory' in enabled, enabled
+        assert read(cg + '/cpu.weight') == str(weight(shares))
+        assert read(cg + '/memory.max') == str(memory_max(mb))
+        assert err == '', err
+
+    def test_weights_from_the_issue():
+        assert (weight(512), weight(1024), weight(2), weight(262144)) == (20, 39, 1, 10000)
+        assert memory_max(16) == 15998976 and memory_max(512) == 512000000
+
+    def test_memory_limit_is_enforced(img):
+        """Past memory.max the kernel OOM-kills in the container's cgroup: 80 MB
+        written to the container's root (tmpfs-backed here) do not fit in 16 MB.
+        (No `yes | head`: in the container SIGPIPE may be ignored, and a writer
+        that never stops keeps a cgroup at its limit thrashing.)"""
+        uuid, _code, out, _err = run_container(
+            img, 'cat /proc/self/cgroup; i=0; while [ $i -lt 40 ]; do'
+                 ' cat /bin/busybox >> /fill || break; i=$((i+1)); done; echo filled=$i',
+            ('--MEM_LIMIT=16',))
+        cg = CGROOT + cgroup_line(out, uuid)
+        events = dict(l.split() for l in read(cg + '/memory.events').splitlines())
+        assert int(events['max']) > 0 and int(events['oom_kill']) > 0, events
+        assert 'filled=40' not in out, out
+
+    # -- exec, logs, commit, rm ------------------------------------------------
+
+    def test_exec_reaches_the_running_container_in_its_cgroup(img):
+        before = ls(STORE + '/containers')
+        proc = subprocess.Popen([BOCKER, 'run', img, 'echo started; sleep 300'],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env=env_for(),
+                                start_new_session=True, bufsize=0)
+        try:
+            # wait for the container to say it runs (select: never block past 120 s)
+            first = b''
+            deadline = time.monotonic() + 120
+            while not first.endswith(b'\n') and time.monotonic() < deadline:
+                if select.select([proc.stdout], [], [], 1)[0]:
+                    byte = proc.stdout.read(1)
+                    if not byte:
+                        break
+                    first += byte
+            assert first == b'started\n', 'run said %r (exit %r)' % (first, proc.poll())
+            uuid = new_container(before)
+            code, out, err = bocker('exec', uuid, 'cat', '/proc/1/cgroup')
+            assert code == 0, (code, out, err)
+            # pid 1 of the container's pid namespace: its shell, in ps_N
+            cg = CGROOT + cgroup_line(out, uuid)
+            assert read(cg + '/cgroup.procs'), 'no process in %s' % cg
+            code, out, err = bocker('exec', uuid, 'sh', '-c', 'exit 3')
+            assert code == 3, (code, out, err)
+            # rm of a running container stops it and leaves nothing
+            code, out, err = bocker('rm', uuid)
+            assert code == 0 and 'Removed: %s' % uuid in out, (code, out, err)
+            proc.wait(timeout=60)
+            assert leftovers() == {}
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            proc.stdout.close()
+
+    def test_logs_hold_the_output_with_the_cgroup(img):
+        uuid, _code, out, _err = run_container(img, 'echo hello-v2; cat /proc/self/cgroup')
+        code, logs, err = bocker('logs', uuid)
+        assert code == 0, (code, logs, err)
+        assert logs == out
+        assert 'hello-v2' in logs
+        cgroup_line(logs, uuid)
+
+    def test_commit_then_run_the_new_image(img):
+        uuid, _code, _out, _err = run_container(img, 'echo kept > /committed')
+        code, out, err = bocker('commit', uuid, 'img_7')
+        assert (code, out) == (0, 'Created: img_7\n'), (code, out, err)
+        assert read(STORE + '/overlay/img_7/committed') == 'kept'
+        uuid2, _code, out, _err = run_container('img_7', 'cat /committed; cat /proc/self/cgroup',
+                                                ('--CPU_SHARE=1024',))
+        assert out.splitlines()[0] == 'kept'
+        assert read(CGROOT + cgroup_line(out, uuid2) + '/cpu.weight') == '39'
+
+    def test_rm_leaves_nothing(img):
+        uuid, _code, out, _err = run_container(img, 'cat /proc/self/cgroup')
+        assert cgroup_dirs(uuid), 'no cgroup %s after run' % uuid
+        code, out, err = bocker('rm', uuid)
+        assert code == 0, (code, out, err)
+        assert out == 'Removed: %s\n' % uuid, out
+        assert cgroup_dirs(uuid) == [], 'the cgroup is left: %r' % cgroup_dirs(uuid)
+        assert leftovers() == {}
+
+
+if __name__ == '__main__':           # make test-v2: the VM part, output on the terminal
+    try:
+        result = run_in_vm()
+    except vm.VMUnavailable as e:
+        sys.stderr.write('tests/test_cgroup_v2.py: %s\n' % e)
+        sys.exit(125)
+    print(report_line(result))
+    sys.exit(result.code)
