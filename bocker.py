@@ -302,19 +302,24 @@ def bocker_init(*args):  #HELP Create an image from a directory:\nBOCKER init <d
         os.mkdir(tmp)
         # bash: cp -rf --reflink=auto "$1"/* "$overlay_path/$uuid" > /dev/null
         copy_tree(src, tmp)
-        # bash: [[ ! -f "$overlay_path/$uuid"/img.source ]] && echo "$1" > "$overlay_path/$uuid"/img.source
-        if not os.path.isfile(tmp + '/img.source'):
-            write(tmp + '/img.source', src)
-        # bash: [[ ! -d "$overlay_path/$uuid"/proc ]] && mkdir "$overlay_path/$uuid"/proc
-        if not os.path.isdir(tmp + '/proc'):
-            os.mkdir(tmp + '/proc')
-        uuid = claim(tmp, overlay_path, 'img_')
+        finish_image(tmp, src)
     except OSError as e:
         remove_tree(tmp)
         fail('cannot create the image: %s' % e)
+    return 0
+
+
+def finish_image(tmp, src):
+    """The end of bocker_init, for an image's files already in tmp."""
+    # bash: [[ ! -f "$overlay_path/$uuid"/img.source ]] && echo "$1" > "$overlay_path/$uuid"/img.source
+    if not os.path.isfile(tmp + '/img.source'):
+        write(tmp + '/img.source', src)
+    # bash: [[ ! -d "$overlay_path/$uuid"/proc ]] && mkdir "$overlay_path/$uuid"/proc
+    if not os.path.isdir(tmp + '/proc'):
+        os.mkdir(tmp + '/proc')
+    uuid = claim(tmp, overlay_path, 'img_')
     # bash: echo "Created: $uuid"
     say('Created: %s' % uuid)
-    return 0
 
 
 def claim(tmp, parent, prefix):
@@ -350,9 +355,10 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
     os.mkdir(tmp, 0o700)
     # diverges: the layers unpack into a directory of their own, so the image
     # holds the image's files only (the bash left manifest.json and each
-    # layer's VERSION and json in it); and the temporary directory goes on
-    # failure too.
-    rootfs = tmp + '/rootfs'
+    # layer's VERSION and json in it); that directory is already in the store,
+    # so the image needs no second copy; and both go on failure too.
+    need_store(overlay_path)
+    rootfs = '%s/.pull-%s' % (overlay_path, tmp_uuid)
     try:
         # bash: download-frozen-image-v2 /tmp/"$tmp_uuid" "$1:$2" > /dev/null
         run(download_frozen_image(), tmp, '%s:%s' % (args[0], args[1]), stdout=subprocess.DEVNULL)
@@ -373,11 +379,13 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
         # bash: echo "$1:$2" > /tmp/$tmp_uuid/img.source
         write(rootfs + '/img.source', '%s:%s' % (args[0], args[1]))
         # bash: bocker_init /tmp/$tmp_uuid && rm -rf /tmp/$tmp_uuid
-        return bocker_init(rootfs)
+        finish_image(rootfs, '%s:%s' % (args[0], args[1]))
+        return 0
     except (OSError, ValueError) as e:
         fail('pull %s:%s: %s' % (args[0], args[1], e))
     finally:
         remove_tree(tmp)
+        remove_tree(rootfs, mounts=False)
 
 
 def download_frozen_image():
