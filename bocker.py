@@ -697,9 +697,8 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
     # bridge br1; veth1 moves into the container's own network namespace.
     # (Each group of `ip` commands runs in one `ip -batch` process; the trace
     # still shows each command as the bash runs it.)
-    undo.append(lambda: link_exists(veth0) and run('ip', 'link', 'del', 'dev', veth0, check=False))
-    undo.append(lambda: os.path.exists('/run/netns/' + netns) and
-                run('ip', 'netns', 'del', netns, check=False))
+    undo.append(lambda: delete(lambda: link_exists(veth0), 'ip', 'link', 'del', 'dev', veth0))
+    undo.append(lambda: delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', netns))
     ip_batch(None, [
         # bash: ip link add dev veth0_"$uuid" type veth peer name veth1_"$uuid"
         ['link', 'add', 'dev', veth0, 'type', 'veth', 'peer', 'name', veth1],
@@ -747,7 +746,8 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
         # diverges: a cgroup v2 host has one hierarchy and other knobs (the bash
         # cannot run there): cpu.weight (1-10000, 100 by default) converted from
         # the shares as runc and crun do, and memory.max.
-        cgset(uuid, 'cpu.weight=%d' % (1 + ((cpu_share - 2) * 9999) // 262142),
+        shares = min(max(cpu_share, 2), 262144)  # as the v1 kernel clamps them
+        cgset(uuid, 'cpu.weight=%d' % (1 + ((shares - 2) * 9999) // 262142),
               'memory.max=%d' % (mem_limit * 1000000))
         return
     # cpu.shares: a relative weight when the CPU is contended (1024 is a full share).
@@ -869,7 +869,13 @@ def enter(root, *argv):
       can neither mount nor remount, nor chroot again, nor regain them;
     - exec the command, as chroot(1) does."""
     import ctypes
+    import signal
     libc = ctypes.CDLL(None, use_errno=True)
+    # Python ignores SIGPIPE and SIGXFSZ, and exec keeps ignored signals: give
+    # the command the defaults it would get from a shell (signal(7)), or
+    # `yes | head -1` complains of a broken pipe instead of ending quietly.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
 
     def mount(source, target, fstype, flags):
         if libc.mount(source, target.encode(), fstype, flags, None) != 0:

@@ -150,6 +150,14 @@ def test_run_isolates_pid_uts_mount_and_cgroups(box, busybox):
         assert re.search(r'^\d+:%s:/%s$' % (ctrl, ps), r.out, re.M), r.out
 
 
+def test_the_command_gets_default_signal_dispositions(box, busybox):
+    """No signal ignored (Python ignores SIGPIPE, and exec would pass that
+    on): a pipe's writer ends quietly when the reader is done."""
+    img = box.init(busybox)
+    ps, r = box.run_container(img, 'grep SigIgn /proc/self/status; yes | head -1')
+    assert r.out == 'SigIgn:\t0000000000000000\ny\n'
+
+
 def test_run_network_inside_the_container(box, busybox):
     img = box.init(busybox)
     ps, r = box.run_container(
