@@ -349,6 +349,7 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
     import subprocess
     import uuid as uuidlib
     import jq
+    need_store(overlay_path)
     # bash: tmp_uuid="$(uuidgen)" && mkdir /tmp/"$tmp_uuid"
     tmp_uuid = str(uuidlib.uuid4())
     tmp = '/tmp/' + tmp_uuid
@@ -357,7 +358,6 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
     # holds the image's files only (the bash left manifest.json and each
     # layer's VERSION and json in it); that directory is already in the store,
     # so the image needs no second copy; and both go on failure too.
-    need_store(overlay_path)
     rootfs = '%s/.pull-%s' % (overlay_path, tmp_uuid)
     try:
         # bash: download-frozen-image-v2 /tmp/"$tmp_uuid" "$1:$2" > /dev/null
