@@ -57,6 +57,7 @@ DIVERGENCES_MD = os.path.join(ROOT, 'compat', 'DIVERGENCES.md')
 # (so the paths are the same everywhere), holding the test image.
 MEDIA = '/media'
 IMAGE = MEDIA + '/image'
+PRIVATE_TMP = 'mount -t tmpfs pulltmp /tmp'      # a prep: see expand_prep()
 BUSYBOX = os.environ.get('BUSYBOX', '/bin/busybox')
 APPLETS = ('sh', 'mount', 'echo', 'cat', 'ls', 'ip', 'tr', 'true', 'false', 'sleep',
            'printf', 'ps', 'ping', 'id', 'hostname', 'wc')
@@ -243,10 +244,10 @@ SCENARIOS = [
        X('logs'), X('commit'), X('commit', 'ps_77777'), X('images')],
       diverges=(9,)),
     S('pull-missing-arguments', [X('pull'), X('pull', 'busybox')],
-      prep='mount -t tmpfs pulltmp /tmp', diverges=(9,)),
+      prep=PRIVATE_TMP, diverges=(9,)),
     S('pull', [X('pull', 'golden', 'v1', env=PULL_ENV), X('images'),
                X('run', '{img1}', 'cat /etc/motd; ls /etc')],
-      registry=True, prep='mount -t tmpfs pulltmp /tmp', diverges=(12, 26, 27)),
+      registry=True, prep=PRIVATE_TMP, diverges=(12, 26, 27)),
     # -- interop: state made by one, used by the other ----------------------------
     S('interop-reference-image',
       [X('init', IMAGE, tool='ref'), X('images'), X('run', '{img1}', 'cat /etc/hostname'),
@@ -749,6 +750,21 @@ class Runner:
         return sorted(lines, key=natural)
 
 
+def expand_prep(prep):
+    """The prep as it runs. A tmpfs on /tmp (the reference's pull leaves
+    /tmp/UUID behind) would hide the project and the reference when they live
+    under /tmp (a clone there): they are bound back in."""
+    if prep != PRIVATE_TMP:
+        return prep
+    old = MEDIA + '/oldtmp'
+    lines = ['mkdir -p %s' % old, 'mount --bind /tmp %s' % old, PRIVATE_TMP]
+    for path in sorted({ROOT, os.path.dirname(REFERENCE)}):
+        if path.startswith('/tmp/'):
+            lines += ['mkdir -p %s' % shlex.quote(path),
+                      'mount --bind %s %s' % (shlex.quote(old + path[4:]), shlex.quote(path))]
+    return '\n'.join(lines)
+
+
 def make_image(box, sc):
     """The test image at /media/image: busybox and the applets the scenarios
     use, in a tmpfs private to the sandbox; then the scenario's prep."""
@@ -759,7 +775,7 @@ def make_image(box, sc):
     script += ["echo 'root:x:0:0:root:/root:/bin/sh' > %s/etc/passwd" % IMAGE,
                'echo bocker-test > %s/etc/hostname' % IMAGE]
     if sc.prep:
-        script.append(sc.prep)
+        script.append(expand_prep(sc.prep))
     r = box._run(['sh', '-c', '\n'.join(script)], env={'PATH': PATH})
     if r.code:
         raise RuntimeError('%s: making the image failed: %s' % (sc.name, r.err))
