@@ -20,6 +20,10 @@
 import os
 import sys
 
+# bash: set -o errexit -o nounset -o pipefail; shopt -s nullglob
+# (errexit: a failing command raises Exit, see run(); nounset: need() checks the
+# arguments; nullglob: an empty store lists nothing, see listing())
+# bash: overlay_path='/var/lib/bocker/overlay' && container_path='/var/lib/bocker/containers' && cgroups='cpu,cpuacct,memory';
 overlay_path = '/var/lib/bocker/overlay'
 container_path = '/var/lib/bocker/containers'
 cgroups = 'cpu,cpuacct,memory'
@@ -323,8 +327,10 @@ def finish_image(tmp, src):
 
 
 def claim(tmp, parent, prefix):
-    """Give a finished image its id: bash `uuid="img_$(shuf -i 42002-42254 -n 1)"`,
-    and on a clash (bash: `bocker_check "$uuid" == 0`) another one. rename(2)
+    """Give a finished image its id, and on a clash another one.
+    bash: uuid="img_$(shuf -i 42002-42254 -n 1)"
+    bash: [[ "$(bocker_check "$uuid")" == 0 ]] && bocker_run "$@"
+    rename(2)
     fails when the name is taken, so the claim is atomic. diverges: the bash
     calls bocker_run on a clash instead of retrying."""
     import random
@@ -574,7 +580,8 @@ def bocker_images(*args):  #HELP List images:\nBOCKER images
 
 
 def listing(path, prefix):
-    """bash: for x in "$path"/prefix*; do x=$(basename "$x") (glob, sorted)."""
+    """bash: for img in "$overlay_path"/img_*; do img=$(basename "$img")
+    (and ps=$(basename "$ps") for containers): the names, sorted as a glob."""
     try:
         return sorted(n for n in os.listdir(path) if n.startswith(prefix))
     except FileNotFoundError:
@@ -618,9 +625,11 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     cpu_share = number('CPU_SHARE')
     mem_limit = number('MEM_LIMIT')
     uuid = new_container()
+    # bash: cmd="${@:2}" (ip and mac: see address())
+    cmd = ' '.join(args[1:])
     undo = []
     try:
-        setup(image, uuid, ' '.join(args[1:]), cpu_share, mem_limit, undo)
+        setup(image, uuid, cmd, cpu_share, mem_limit, undo)
     except (Exit, OSError) as e:
         for step in reversed(undo):            # diverges: nothing half-made is left
             step()
@@ -629,7 +638,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
         raise
     # bash: cgexec -g "$cgroups:$uuid" ip netns exec netns_"$uuid" unshare -fmuip --mount-proc chroot ... 2>&1 | tee "$container_path/$uuid/$uuid.log" || true
     try:
-        execute(image, uuid, ' '.join(args[1:]))
+        execute(image, uuid, cmd)
     finally:
         # bash: ip link del dev veth0_"$uuid"
         delete(lambda: link_exists('veth0_' + uuid), 'ip', 'link', 'del', 'dev', 'veth0_' + uuid)
@@ -667,8 +676,9 @@ def number(key):
 
 
 def new_container():
-    """bash: uuid="ps_$(shuf -i 42002-42254 -n 1)", and on a clash
-    `echo "UUID conflict, retrying..." && bocker_run "$@"`. mkdir(2) fails when
+    """bash: uuid="ps_$(shuf -i 42002-42254 -n 1)"
+    bash: [[ "$(bocker_check "$uuid")" == 2 ]] && echo "UUID conflict, retrying..." && bocker_run "$@" && return
+    mkdir(2) fails when
     the name is taken, so the claim is atomic; diverges: a full id space is an
     error, not endless retries."""
     import random
@@ -1023,7 +1033,7 @@ def _help_lines():
 # --- The dispatcher --------------------------------------------------------------
 
 def options(argv):
-    """bash: while [ "${1:0:2}" == '--' ]; do OPTION=${1:2}; [[ $OPTION =~ = ]] &&
+    """bash: [[ $# -gt 0 ]] && while [ "${1:0:2}" == '--' ]; do OPTION=${1:2}; [[ $OPTION =~ = ]] &&
     declare "BOCKER_${OPTION/=*/}=${OPTION/*=/}" || declare "BOCKER_${OPTION}=x"; shift; done"""
     import re
     while argv and argv[0][:2] == '--':
