@@ -589,13 +589,13 @@ def listing(path, prefix):
 
 
 def read_or_warn(path):
-    """$(cat path) in a listing: a missing file leaves the column empty and
-    says so on stderr, as cat does."""
+    """$(cat path) in a listing: a missing file leaves the column empty, and
+    stderr has cat's own words."""
     try:
         return read(path)
     except OSError as e:
         sys.stdout.flush()
-        sys.stderr.write('%s: %s: %s\n' % (os.path.basename(PROG), path, e.strerror))
+        sys.stderr.write('cat: %s: %s\n' % (path, e.strerror))
         return ''
 
 
@@ -977,6 +977,9 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
     if not well_formed(image) or not image.startswith('img_'):   # diverges: see well_formed
         fail("'%s' is not a valid image name: use img_ and digits" % q(image))
     merged = '%s/%s/merged' % (container_path, uuid)
+    # diverges: a container whose root is not mounted (after a reboot, or an
+    # umount by hand) is refused; the bash's cp found an empty merged/* and
+    # left an empty image behind.
     if not mounted(merged):
         fail("container %s has no mounted root (%s)" % (uuid, merged))
     # diverges: copied under a hidden name and renamed into place, so a

@@ -16,12 +16,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-BOCKER = os.path.join(ROOT, 'bocker.sh')
-REFERENCE = os.path.abspath(os.environ.get(
-    'BOCKER_REFERENCE', os.path.join(ROOT, '..', 'shared', 'reference', 'bocker')))
-STORE = '/var/lib/bocker'
+from conftest import BOCKER, REFERENCE, ROOT, STORE  # noqa: E402  (the tests' own paths)
 ROUNDS = int(os.environ.get('BENCH_ROUNDS', '5'))
 ENV = {k: v for k, v in os.environ.items() if k != 'PYTHONUNBUFFERED'}
 ENV['PATH'] = os.path.join(ROOT, 'compat') + ':' + ENV['PATH']   # the reference's pull helper

@@ -212,3 +212,20 @@ def test_rm_container_prints_removed_although_run_deleted_netns(box, busybox):
     ps, _ = box.run_container(img, 'true')
     r = box.bocker('rm', ps)
     assert (r.out, r.err, r.code) == ('Removed: %s\n' % ps, '', 0)
+
+
+def test_commit_of_a_container_whose_root_is_not_mounted(box, busybox):
+    img = box.init(busybox)
+    ps, _ = box.run_container(img, 'true')
+    box.sh('umount %s/%s/merged' % (CONTAINERS, ps))
+    r = box.bocker('commit', ps, 'img_8')
+    assert (r.out, r.code) == ('', 1) and len(r.err.splitlines()) == 1 and 'mounted' in r.err
+    assert box.images() == [img]
+
+
+def test_listing_with_a_missing_source_says_what_cat_says(box, busybox, reference):
+    img = box.init(busybox)
+    os.unlink(box.path('%s/%s/img.source' % (OVERLAY, img)))
+    ours, theirs = box.bocker('images'), box.ref('images')
+    assert (ours.out, ours.err, ours.code) == (theirs.out, theirs.err, theirs.code)
+    assert ours.out == 'IMAGE_ID\t\tSOURCE\n%s\t\t\n' % img and ours.err.startswith('cat: ')
