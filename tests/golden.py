@@ -392,10 +392,14 @@ class Normaliser:
             self.ids[name] = '%s_%d' % (kind, self.count[kind])
         return self.ids[name]
 
-    def _addresses(self):
-        """{last octet: placeholder} for both ways of deriving it."""
+    def _addresses(self, first=()):
+        """{last octet: placeholder} for both ways of deriving it. The ids in
+        `first` (those named on the same line) win where two ids' octets meet
+        (ps_42011 by bocker.py and ps_42110 by the reference are both .11)."""
         found = {}
-        for name, short in self.ids.items():
+        ordered = [n for n in first if n in self.ids] + list(self.ids)
+        for name in ordered:
+            short = self.ids[name]
             if name.startswith('ps_') and len(name) >= 6:
                 digits = name[-3:]
                 n = short.split('_')[1]
@@ -409,12 +413,14 @@ class Normaliser:
         s = s.replace(REFERENCE, 'PROG').replace(BOCKER, 'PROG')
         s = s.replace(os.path.dirname(BOCKER) + '/', 'PROGDIR/')     # bocker.sh's directory
         s = re.sub(r'\bline [0-9]+:', 'line N:', s)
-        addrs = self._addresses()
+        def addresses(line):
+            addrs = self._addresses(['%s_%s' % k for k in ID_RE.findall(line) if k[0] == 'ps'])
 
-        def addr(m):
-            octet = m.group(1) or m.group(2)
-            return addrs[octet] if octet in addrs else m.group(0)
-        s = ADDR_RE.sub(addr, s)
+            def addr(m):
+                octet = m.group(1) or m.group(2)
+                return addrs[octet] if octet in addrs else m.group(0)
+            return ADDR_RE.sub(addr, line)
+        s = '\n'.join(addresses(line) for line in s.split('\n'))
         macs = {name[-3:]: 'MAC_' + short.split('_')[1]
                 for name, short in self.ids.items() if name.startswith('ps_') and len(name) >= 6}
 
