@@ -159,6 +159,18 @@ def need_store(*paths):
             fail('%s does not exist: prepare this host with %s (as root)' % (path, host_setup()))
 
 
+def need_modules(*names):
+    """The Python packages a command needs (requirements.txt): without them,
+    one line naming what is missing and how to install it, before anything
+    is made."""
+    import importlib.util
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    if missing:
+        fail('missing Python package%s %s: install with `make deps` in %s' % (
+            's' if len(missing) > 1 else '', ', '.join(missing),
+            os.path.dirname(os.path.realpath(__file__))))
+
+
 def need_bridge():
     """diverges: the bash fails at `ip link set ... master br1` (exit 255), after
     making the veth."""
@@ -166,10 +178,20 @@ def need_bridge():
         fail('bridge br1 does not exist: prepare this host with %s (as root)' % host_setup())
 
 
-def mounted(path):
-    """Is path a mount point (findmnt(8), /proc/self/mountinfo)?"""
+def mount_points():
+    """The mount points of our own mount namespace (proc(5): /proc/self/
+    mountinfo, as findmnt(8) reads it), octal escapes (\\040 for a space)
+    undone."""
+    import re
     with open('/proc/self/mountinfo') as f:
-        return any(line.split()[4] == path for line in f)
+        return [re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), line.split()[4])
+                for line in f]
+
+
+def mounted(path):
+    """Is path a mount point? (The table has real paths: a symlink on the
+    way, /var/lib -> /srv/lib, is resolved first, as umount(8) does.)"""
+    return os.path.realpath(path) in mount_points()
 
 
 def copy_tree(src, dst, link=False):
@@ -208,9 +230,9 @@ def remove_tree(path, mounts=True):
     """bash: rm -rf "$path", never following a symlink, never into a mount."""
     import shutil
     if mounts:
-        with open('/proc/self/mountinfo') as f:
-            if any(line.split()[4].startswith(path.rstrip('/') + '/') for line in f):
-                fail('%s still has something mounted inside; not removing it' % path)
+        inside = os.path.realpath(path) + '/'
+        if any(point.startswith(inside) for point in mount_points()):
+            fail('%s still has something mounted inside; not removing it' % path)
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
     elif os.path.lexists(path):
@@ -352,6 +374,7 @@ def claim(tmp, parent, prefix):
 
 def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name> <tag>
     need(args, 2, 'bocker_pull')
+    need_modules('jq', 'plumbum')
     import subprocess
     import uuid as uuidlib
     import jq
@@ -496,6 +519,7 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
         remove_tree('%s/%s' % (overlay_path, uuid))
         say('Removed: %s' % uuid)
         return 0
+    need_modules('plumbum')
     # diverges: a running container is stopped first. Killing pid 1 of its
     # pid namespace kills every process in it (pid_namespaces(7)).
     stop(uuid)
@@ -565,8 +589,17 @@ def gone(link):
 
 
 def link_exists(name):
-    """Is there a network interface of that name here (sysfs: /sys/class/net)?"""
-    return os.path.exists('/sys/class/net/%s' % name)
+    """Is there a network interface of that name in our network namespace?
+    Asked of the kernel (if_nametoindex(3), the SIOCGIFINDEX ioctl of
+    netdevice(7)), not read from /sys/class/net: sysfs shows the network
+    namespace of whoever mounted it, which in a shell made by
+    `unshare --net --mount` is the host's."""
+    import socket
+    try:
+        socket.if_nametoindex(name)
+        return True
+    except OSError:
+        return False
 
 
 def bocker_images(*args):  #HELP List images:\nBOCKER images
@@ -616,6 +649,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     if bocker_check(image) != '0':             # diverges: nor is ps_N, or foo
         say("No image named '%s' exists" % q(image))
         raise Exit(1)
+    need_modules('plumbum')
     need_store(container_path)
     need_bridge()
     for need_path in ('etc', 'bin/sh', 'bin/mount'):
@@ -648,6 +682,9 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
 
 
 def netns_exists(uuid):
+    """Does `ip netns` know netns_UUID? ip-netns(8) names a namespace by a file
+    it bind-mounts in /run/netns, so this is ip's own view, in our mount
+    namespace, as `ip netns list` reads it."""
     return os.path.exists('/run/netns/netns_' + uuid)
 
 
@@ -932,6 +969,7 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
     if bocker_check(uuid) != '2':              # diverges: nor is img_N, or foo
         say("No container named '%s' exists" % q(uuid))
         raise Exit(1)
+    need_modules('plumbum')
     # bash: cid="$(ps o ppid,pid | grep "^$(ps o pid,cmd | grep -E "^\ *[0-9]+ unshare.*$1" | awk '{print $1}')" | awk '{print $2}')"
     cid = container_pid(uuid)
     # bash: [[ ! "$cid" =~ ^\ *[0-9]+$ ]] && echo "Container '$1' exists but is not running" && exit 1

@@ -18,7 +18,7 @@ import sh
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from sandbox import Sandbox  # noqa: E402
+from sandbox import FLAVOURS, Sandbox  # noqa: E402
 
 BOCKER = os.path.join(ROOT, 'bocker.sh')
 REFERENCE = os.path.abspath(os.environ.get(
@@ -60,9 +60,9 @@ class Box:
         return Result(r.stdout.decode('utf-8', 'replace'),
                       r.stderr.decode('utf-8', 'replace'), r.exit_code)
 
-    def bocker(self, *args, **kw):
-        """bocker.sh ARGS inside the sandbox."""
-        return self._run([BOCKER, *args], **kw)
+    def bocker(self, *args, _tool=None, **kw):
+        """bocker.sh ARGS inside the sandbox (or another copy of it: _tool)."""
+        return self._run([_tool or BOCKER, *args], **kw)
 
     def ref(self, *args, **kw):
         """The reference bash script ARGS inside the sandbox."""
@@ -101,7 +101,11 @@ class Box:
             return [line.split()[4] for line in f]
 
     def links(self):
-        return sorted(os.listdir(self.path('/sys/class/net')))
+        """The network interfaces in the sandbox's network namespace, from
+        /proc/PID/net/dev of a process in it (not /sys/class/net: in the
+        'unshare' flavour sysfs is the host's)."""
+        with open('/proc/%d/net/dev' % self.sb.holder.pid) as f:
+            return sorted(line.split(':')[0].strip() for line in f.readlines()[2:])
 
     def netns(self):
         return self.ls('/run/netns')
@@ -155,9 +159,27 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(line)
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'flavours: run the test once in each sandbox flavour (tests/sandbox.py)')
+
+
+def pytest_generate_tests(metafunc):
+    """A test marked `flavours` runs in each sandbox flavour (tests/sandbox.py):
+    'sandbox' (a fresh sysfs) and 'unshare' (the host's /sys kept, as in a
+    user's plain `unshare --net --mount` shell)."""
+    if 'flavour' in metafunc.fixturenames and metafunc.definition.get_closest_marker('flavours'):
+        metafunc.parametrize('flavour', FLAVOURS)
+
+
 @pytest.fixture
-def box():
-    with Sandbox() as sb:
+def flavour():
+    return 'sandbox'
+
+
+@pytest.fixture
+def box(flavour):
+    with Sandbox(flavour=flavour) as sb:
         yield Box(sb)
 
 

@@ -117,6 +117,15 @@ class Scenario:
     def interop(self):
         return any(s.tool for s in self.steps)
 
+    @property
+    def containers(self):
+        """Does it run a container or pull (the commands that touch the
+        network, mounts and cgroups)?"""
+        def command(args):
+            return next((a for a in args if not a.startswith('--')), '')
+        return any(s.kind in ('bocker', 'bg') and command(s.args) in
+                   ('run', 'exec', 'rm', 'commit', 'pull') for s in self.steps)
+
 
 S = Scenario
 INIT = X('init', IMAGE)
@@ -811,13 +820,14 @@ def stop_registry(worker, handle, tmp):
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_scenario(sc, mode, attempts=3, applied=None):
-    """The normalised document of one run of the scenario in fresh sandboxes.
-    A run is repeated when the sandbox broke under it or random ids clashed.
-    applied: a set that receives the names of the TRACE_READINGS used."""
+def run_scenario(sc, mode, attempts=3, applied=None, flavour='sandbox'):
+    """The normalised document of one run of the scenario in fresh sandboxes
+    of the given flavour (tests/sandbox.py; the golden files are the same for
+    both). A run is repeated when the sandbox broke under it or random ids
+    clashed. applied: a set that receives the names of the TRACE_READINGS used."""
     os.makedirs(MEDIA, exist_ok=True)
     for attempt in range(attempts):
-        with Sandbox(br1=sc.br1) as sb:
+        with Sandbox(br1=sc.br1, flavour=flavour) as sb:
             box = Box(sb)
             make_image(box, sc)
             runner = Runner(sc, mode, box)

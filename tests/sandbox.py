@@ -20,7 +20,16 @@ left in those cgroups (containers included) and removes the cgroups, and so
 leaves the host as it was (but for the empty mount points /var/lib/bocker and
 /run/netns, which stay: removing one would detach another sandbox's tmpfs).
 
-CLI:  tests/sandbox.py [--no-br1] [--store-size SIZE | --store-dir DIR] -- COMMAND [ARG...]
+Flavours of the same private host:
+- 'sandbox': a fresh sysfs, so /sys/class/net shows the sandbox's own links;
+- 'unshare': the caller's /sys left as it was, as in a user's plain
+  `unshare --net --mount` shell: sysfs shows the network namespace of whoever
+  mounted it (the host's), not the sandbox's. Only the cgroup hierarchies under
+  /sys/fs/cgroup are mounted again (so cgroups still nest in the sandbox's).
+  Code that reads the network through /sys breaks here, as it would for users.
+
+CLI:  tests/sandbox.py [--no-br1] [--flavour sandbox|unshare]
+                       [--store-size SIZE | --store-dir DIR] -- COMMAND [ARG...]
 """
 import argparse
 import os
@@ -32,6 +41,7 @@ import time
 CONTROLLERS = ('cpu', 'cpuacct', 'memory')   # what bocker's cgroups use
 STORE = '/var/lib/bocker'
 NETNS_DIR = '/run/netns'
+FLAVOURS = ('sandbox', 'unshare')
 
 
 def _v1_hierarchies():
@@ -63,8 +73,11 @@ def _own_cgroup(controller):
 class Sandbox:
     """One private host. Use as a context manager; run commands with .run()."""
 
-    def __init__(self, br1=True, store_size=None, store_dir=None):
+    def __init__(self, br1=True, store_size=None, store_dir=None, flavour='sandbox'):
+        if flavour not in FLAVOURS:
+            raise ValueError('unknown sandbox flavour %r' % flavour)
         self.br1 = br1
+        self.flavour = flavour
         self.store_size = store_size
         self.store_dir = store_dir
         self.name = 'bocker-sandbox-%d-%d' % (os.getpid(), time.monotonic_ns())
@@ -97,6 +110,7 @@ class Sandbox:
             args += ['--store-size', self.store_size]
         if self.store_dir:
             args += ['--store-dir', self.store_dir]
+        args += ['--flavour', self.flavour]
         self.holder = subprocess.Popen(
             ['unshare', '--net', '--mount', '--cgroup', '--propagation', 'private', '--'] + args,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=self._join)
@@ -177,14 +191,19 @@ def _sh(*argv):
     subprocess.run(argv, check=True)
 
 
-def _inside(br1, store_size, store_dir=None):
+def _inside(br1, store_size, store_dir=None, flavour='sandbox'):
     """Runs as the holder, already in the new namespaces: build the private host."""
-    # A sysfs for this network namespace, then cgroup hierarchies rooted at the
-    # sandbox's cgroup (a mount made inside a cgroup namespace shows its root).
-    # The host's /sys and its cgroup mounts go first: libcgroup reads /proc/mounts
-    # and is confused by hierarchies mounted twice.
-    _sh('umount', '--recursive', '--lazy', '/sys')
-    _sh('mount', '-t', 'sysfs', 'sysfs', '/sys')
+    # 'sandbox': a sysfs for this network namespace. 'unshare': the host's sysfs
+    # stays, as in a plain `unshare --net --mount` shell.
+    # Then cgroup hierarchies rooted at the sandbox's cgroup (a mount made
+    # inside a cgroup namespace shows its root). The host's cgroup mounts go
+    # first: libcgroup reads /proc/mounts and is confused by hierarchies
+    # mounted twice.
+    if flavour == 'sandbox':
+        _sh('umount', '--recursive', '--lazy', '/sys')
+        _sh('mount', '-t', 'sysfs', 'sysfs', '/sys')
+    else:
+        _sh('umount', '--recursive', '--lazy', '/sys/fs/cgroup')
     _sh('mount', '-t', 'tmpfs', '-o', 'mode=755', 'cgroup', '/sys/fs/cgroup')
     done = set()
     for ctrl, (mnt, opts) in _v1_hierarchies_from_host().items():
@@ -221,6 +240,8 @@ def main():
     ap.add_argument('--inside', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--no-br1', action='store_true', help='do not make bridge br1')
     ap.add_argument('--store-size', help='size of the tmpfs on /var/lib/bocker')
+    ap.add_argument('--flavour', choices=FLAVOURS, default='sandbox',
+                    help="'unshare' keeps the caller's /sys, as a plain unshare shell does")
     ap.add_argument('--store-dir', help='bind-mount this (empty) directory on /var/lib/bocker '
                     'instead of a tmpfs')
     ap.add_argument('command', nargs='*')
@@ -228,14 +249,15 @@ def main():
     if a.inside:
         # Still the host's mounts here: read the hierarchies before replacing them.
         _HOST_HIER = _v1_hierarchies()
-        _inside(not a.no_br1, a.store_size, a.store_dir)
+        _inside(not a.no_br1, a.store_size, a.store_dir, a.flavour)
         sys.stdout.write('ready\n')
         sys.stdout.flush()
         sys.stdin.read()          # hold the namespaces until the owner closes stdin
         return 0
     if not a.command:
         ap.error('a command is needed')
-    with Sandbox(br1=not a.no_br1, store_size=a.store_size, store_dir=a.store_dir) as sb:
+    with Sandbox(br1=not a.no_br1, store_size=a.store_size, store_dir=a.store_dir,
+                 flavour=a.flavour) as sb:
         return sb.run(a.command).returncode
 
 

@@ -14,6 +14,8 @@ import os
 
 import pytest
 
+from sandbox import FLAVOURS
+
 from golden import (GOLDEN_DIR, REFERENCE, SCENARIOS, TRACE_READINGS, Normaliser,
                     declared_rows, diff, divergence_titles, expected_files, golden_path,
                     reading_row, run_scenario)
@@ -36,8 +38,15 @@ def expected(path):
         return f.read()
 
 
-@pytest.mark.parametrize('sc', SCENARIOS, ids=scenario_id)
-def test_bocker_py(sc):
+# Each scenario in the 'sandbox' flavour; those that run containers or pull
+# also in the 'unshare' flavour (the host's /sys kept: tests/sandbox.py).
+CASES = [pytest.param(sc, flavour, id=scenario_id(sc) + ('' if flavour == 'sandbox' else '--' + flavour))
+         for sc in SCENARIOS for flavour in FLAVOURS
+         if flavour == 'sandbox' or sc.containers]
+
+
+@pytest.mark.parametrize('sc, flavour', CASES)
+def test_bocker_py(sc, flavour):
     if sc.interop and not HAVE_REFERENCE:
         pytest.skip('interop scenario: needs the reference at %s' % REFERENCE)
     titles = divergence_titles()
@@ -46,7 +55,7 @@ def test_bocker_py(sc):
     path = golden_path(sc, 'py')
     want = expected(path)
     applied = set()
-    got = run_scenario(sc, 'py', applied=applied)
+    got = run_scenario(sc, 'py', applied=applied, flavour=flavour)
     for name in sorted(applied):
         row = reading_row(name)
         print('diverges: row %s (%s): trace read as the reference\'s' % (row, name))

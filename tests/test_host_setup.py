@@ -10,6 +10,8 @@ host-setup makes. Nothing here leaves the suite's own namespaces.
 """
 import os
 import re
+import shutil
+import tempfile
 import time
 
 import pytest
@@ -379,8 +381,16 @@ def test_a_missing_tool_is_named_with_its_package(host, tool, package):
 
 
 def test_not_root_is_an_error(host):
-    r = host._run(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
-                   HOST_SETUP, '--check'])
+    # The user runs a copy it can read: the clone may live in a directory
+    # only root may enter (a 0700 /root, or what mktemp -d makes).
+    public = tempfile.mkdtemp(prefix='host-setup-', dir='/tmp')
+    try:
+        os.chmod(public, 0o755)
+        script = shutil.copy(HOST_SETUP, public)
+        r = host._run(['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
+                       script, '--check'])
+    finally:
+        shutil.rmtree(public)
     assert (r.code, r.out) == (2, ''), r
     assert r.err == 'host-setup: run it as root: it changes the network and /var/lib\n'
 

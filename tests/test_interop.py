@@ -3,7 +3,13 @@ layout under /var/lib/bocker, the same cgroup, netns and veth names. Needs root
 and the reference script (BOCKER_REFERENCE)."""
 import os
 
+import pytest
+
 from conftest import STORE
+
+# Each test that uses a sandbox runs in both flavours (tests/sandbox.py): a
+# fresh sysfs, and the host's /sys as in a plain `unshare --net --mount` shell.
+pytestmark = pytest.mark.flavours
 
 
 def test_reference_image_runs_under_bocker_py(box, busybox, reference):

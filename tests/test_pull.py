@@ -6,12 +6,17 @@ import ctypes
 import hashlib
 import os
 import queue
+import shlex
 import threading
 
 import pytest
 
 import registry
 from conftest import ROOT, STORE
+
+# Each test that uses a sandbox runs in both flavours (tests/sandbox.py): a
+# fresh sysfs, and the host's /sys as in a plain `unshare --net --mount` shell.
+pytestmark = pytest.mark.flavours
 
 OVERLAY = STORE + '/overlay'
 CLONE_NEWNET = 0x40000000
@@ -138,9 +143,9 @@ def whiteout_image():
     return [base, extra, top]
 
 
-def test_pull_applies_whiteouts_and_runs(box, reg):
+def test_pull_applies_whiteouts_and_runs(box, reg, tmp_path):
     reg.push('layered', 'v1', whiteout_image())
-    r = pull(box, reg, 'layered', 'v1')
+    r, used = pull_watched(box, reg, 'layered', 'v1', tmp_path)
     assert r.code == 0 and r.err == '', r
     assert r.out.startswith('Created: img_')
     img = r.out.split()[1]
@@ -152,11 +157,28 @@ def test_pull_applies_whiteouts_and_runs(box, reg):
     assert 'data/gone' not in t and 'dir' not in t and 'opaque/lower' not in t
     _, r = box.run_container(img, 'cat /data/keep /data/replaced /olddir /opaque/upper; ls /opaque')
     assert r.out == 'keep\nnew\nnow a file\nupper\nupper\n'
-    assert box.ls('/tmp') == [n for n in box.ls('/tmp') if not _is_uuid(n)]
+    assert [d for d in used if box.exists(d)] == []
 
 
 def _is_uuid(name):
     return len(name) == 36 and name.count('-') == 4
+
+
+def pull_watched(box, reg, name, tag, tmp_path):
+    """pull, and the temporary directories it used: the helper it runs is
+    wrapped to note its first argument (the /tmp/UUID the pull made). Only
+    those are checked afterwards: /tmp may hold what others left or make."""
+    log = tmp_path / 'dirs'
+    wrapper = tmp_path / 'bin' / 'download-frozen-image-v2'
+    wrapper.parent.mkdir()
+    wrapper.write_text('#!/bin/sh\necho "$1" >> %s\nexec %s "$@"\n' % (
+        shlex.quote(str(log)), shlex.quote(os.path.join(ROOT, 'compat', wrapper.name))))
+    wrapper.chmod(0o755)
+    env = {'BOCKER_REGISTRY': reg.url, 'PATH': '%s:%s' % (wrapper.parent, os.environ['PATH'])}
+    r = box.bocker('pull', name, tag, env=env)
+    used = log.read_text().split() if log.exists() else []
+    assert len(used) == 1 and _is_uuid(os.path.basename(used[0])), used
+    return r, used
 
 
 def test_pull_of_oci_image_and_manifest_list(box, reg):
@@ -177,14 +199,13 @@ def test_pull_of_oci_image_and_manifest_list(box, reg):
     assert r.out == 'mine\n'
 
 
-def test_corrupted_blob_fails_cleanly(box, reg):
+def test_corrupted_blob_fails_cleanly(box, reg, tmp_path):
     pushed = reg.push('broken', 'v1', [registry.busybox_layer(compress=True)])
     registry.corrupt_blob(reg.handle, pushed.layers[0]['digest'])
-    r = pull(box, reg, 'broken', 'v1')
+    r, used = pull_watched(box, reg, 'broken', 'v1', tmp_path)
     assert r.code == 1 and r.out == '' and len(r.err.splitlines()) == 1, r
     assert box.images() == []
-    assert not [n for n in os.listdir('/tmp') if _is_uuid(n) and
-                os.path.exists('/tmp/%s/manifest.json' % n)]
+    assert [d for d in used if box.exists(d)] == []
 
 
 @pytest.mark.parametrize('args', [('nosuch', 'v1'), ('broken', 'nosuchtag')])

@@ -5,7 +5,13 @@ ping goes to the bridge, not to the internet). Needs root."""
 import subprocess
 import time
 
+import pytest
+
 from conftest import BOCKER
+
+# Each test that uses a sandbox runs in both flavours (tests/sandbox.py): a
+# fresh sysfs, and the host's /sys as in a plain `unshare --net --mount` shell.
+pytestmark = pytest.mark.flavours
 
 
 def run_test(box, img, cmd, expect):
