@@ -2,6 +2,7 @@
 output, stream, exit code, on-disk state, cgroups and network. Needs root."""
 import os
 import re
+import shlex
 import subprocess
 import time
 
@@ -355,7 +356,7 @@ def test_trace_order_holds_when_streams_share_a_pipe(box, busybox):
     their order in one pipe, without PYTHONUNBUFFERED."""
     img = box.init(busybox)
     ps, _ = box.run_container(img, 'true')
-    r = box.sh('%s --TRACE rm %s 2>&1' % (BOCKER, ps))
+    r = box.sh('%s --TRACE rm %s 2>&1' % (shlex.quote(BOCKER), ps))
     assert r.out.splitlines() == [
         '+ umount %s/%s/merged' % (CONTAINERS, ps),
         'Removed: %s' % ps,

@@ -154,8 +154,10 @@ def guest_script(argv, cwd, env):
 def command_line(argv, cwd=None, env=None, memory='2G', cpus=2, verbose=False):
     """The vng command line that boots the VM and runs argv in it."""
     vng, kernel = check()
+    # The guest script changes to cwd itself: vng would split a --cwd that
+    # holds a space (a clone under 'My Projects') into two arguments.
     args = [vng, '--run', kernel, '--disable-kvm', '--memory', memory, '--cpus', str(cpus),
-            '--cwd', cwd or os.getcwd()]
+            '--cwd', '/']
     for a in KERNEL_ARGS:
         args += ['--append', a]
     args.append('--qemu-opts=' + CACHE_QEMU)
