@@ -21,7 +21,8 @@ import time
 
 import pytest
 
-from conftest import ROOT, STORE
+from conftest import ROOT, STORE, Box
+from sandbox import Sandbox
 from test_pull import pull, reg  # noqa: F401  (reg: the registry fixture)
 
 EXPORT = os.path.join(ROOT, 'compat', 'export-image')
@@ -53,10 +54,16 @@ touch -d '2001-02-03 04:05:06' srv/file && touch -h -d '2002-03-04 05:06:07' srv
 
 # --------------------------------------------------------------------------- helpers
 
+def run_export(box, out, *args):
+    """compat/export-image ARGS > OUT inside the sandbox (box._run's own stdout
+    is a terminal, which export-image refuses)."""
+    return box._run(['sh', '-c', 'exec "$0" "$@" > "$OUT"', EXPORT, *args], env={'OUT': out})
+
+
 def export(box, tmp_path, *args, name='image.tar'):
-    """compat/export-image ARGS > tmp_path/NAME inside the sandbox; the result."""
+    """compat/export-image ARGS > tmp_path/NAME; the file's path."""
     out = str(tmp_path / name)
-    r = box._run(['sh', '-c', 'exec "$0" "$@" > "$OUT"', EXPORT, *args], env={'OUT': out})
+    r = run_export(box, out, *args)
     assert r.code == 0 and r.err == '' and r.out == '', r
     return out
 
@@ -185,6 +192,8 @@ def test_one_tar_both_layouts_read_by_skopeo(box, busybox, tmp_path):
     # the layer: the image's tree, all kinds kept, names relative
     with tarfile.open(fileobj=io.BytesIO(layer)) as tar:
         entries = {m.name.rstrip('/'): m for m in tar}
+    # sorted: each directory, then its entries by name (so a parent comes first)
+    assert list(entries) == sorted(entries, key=lambda n: [c.encode() for c in n.split('/')])
     for name in entries:
         assert not name.startswith(('/', './..')) and '..' not in name.split('/'), name
     assert 'img.source' not in entries and 'bin/busybox' in entries
@@ -348,6 +357,23 @@ def test_the_temporary_layer_has_no_name_and_goes_on_kill(box, busybox, tmp_path
     assert store_listing(box) == before
 
 
+def test_a_full_store_fails_cleanly(busybox, tmp_path):
+    """No room for the layer's temporary file: one line, nothing on stdout, and
+    the space is free again."""
+    with Sandbox(store_size='12m') as sb:
+        box = Box(sb)
+        img = box.init(busybox)
+        r = box.sh('head -c 6000000 /dev/urandom > %s/%s/big' % (OVERLAY, img))
+        assert r.code == 0, r
+        before, free = store_listing(box), os.statvfs(box.path(STORE)).f_bfree
+        r = run_export(box, str(tmp_path / 'out'), img)
+        assert r.code == 1 and len(r.err.splitlines()) == 1, r
+        assert 'No space left on device' in r.err and OVERLAY in r.err, r
+        assert (tmp_path / 'out').read_bytes() == b''
+        assert store_listing(box) == before
+        assert os.statvfs(box.path(STORE)).f_bfree == free
+
+
 def test_peak_memory_of_a_200_mb_image(box, busybox, tmp_path):
     """Files stream through small buffers: the peak RSS stays far below the
     image's size (GNU time's %M, kilobytes)."""
@@ -389,12 +415,14 @@ def one_image(box, busybox):
 
 
 @pytest.mark.parametrize('args,message', BAD, ids=[' '.join(a) or 'none' for a, _ in BAD])
-def test_bad_input(box, one_image, args, message):
+def test_bad_input(box, one_image, args, message, tmp_path):
     args = [one_image if a == 'IMG' else a for a in args]
     before = store_listing(box)
-    r = box._run([EXPORT, *args])
-    assert r.code != 0 and r.out == '' and len(r.err.splitlines()) == 1, r
+    r = run_export(box, str(tmp_path / 'out'), *args)
+    assert r.code == 1 and len(r.err.splitlines()) == 1, r
+    assert r.err.startswith(message if message.startswith('usage') else 'export-image: ')
     assert message in r.err, r
+    assert (tmp_path / 'out').read_bytes() == b''
     assert store_listing(box) == before
 
 
