@@ -54,16 +54,17 @@ touch -d '2001-02-03 04:05:06' srv/file && touch -h -d '2002-03-04 05:06:07' srv
 
 # --------------------------------------------------------------------------- helpers
 
-def run_export(box, out, *args):
+def run_export(box, out, *args, env=None):
     """compat/export-image ARGS > OUT inside the sandbox (box._run's own stdout
     is a terminal, which export-image refuses)."""
-    return box._run(['sh', '-c', 'exec "$0" "$@" > "$OUT"', EXPORT, *args], env={'OUT': out})
+    return box._run(['sh', '-c', 'exec "$0" "$@" > "$OUT"', EXPORT, *args],
+                    env=dict(env or {}, OUT=out))
 
 
-def export(box, tmp_path, *args, name='image.tar'):
+def export(box, tmp_path, *args, name='image.tar', env=None):
     """compat/export-image ARGS > tmp_path/NAME; the file's path."""
     out = str(tmp_path / name)
-    r = run_export(box, out, *args)
+    r = run_export(box, out, *args, env=env)
     assert r.code == 0 and r.err == '' and r.out == '', r
     return out
 
@@ -316,6 +317,26 @@ def test_names(box, busybox, tmp_path):
         with open(source, 'w') as f:
             f.write(text + '\n')
         assert tags()[0] == expected, text
+    os.unlink(source)                                # an image without one
+    assert tags()[0] == 'bocker/%s:latest' % img
+
+
+def test_created_is_when_the_image_was_made(box, busybox, tmp_path):
+    """img.source's time; SOURCE_DATE_EPOCH (reproducible-builds.org) overrides it."""
+    img = box.init(busybox)
+    os.utime(box.path('%s/%s/img.source' % (OVERLAY, img)), (0, 1234567890))
+
+    def created(env=None):
+        found, _ = members(export(box, tmp_path, img, env=env))
+        config = json.loads(found[json.loads(found['manifest.json'][1])[0]['Config']][1])
+        assert [h['created'] for h in config['history']] == [config['created']]
+        return config['created']
+
+    assert created() == '2009-02-13T23:31:30Z'
+    assert created({'SOURCE_DATE_EPOCH': '1700000000'}) == '2023-11-14T22:13:20Z'
+    r = run_export(box, str(tmp_path / 'bad'), img, env={'SOURCE_DATE_EPOCH': 'yesterday'})
+    assert r.code == 1 and 'SOURCE_DATE_EPOCH' in r.err and len(r.err.splitlines()) == 1, r
+    assert (tmp_path / 'bad').read_bytes() == b''
 
 
 def test_two_exports_are_byte_identical(box, busybox, tmp_path):
