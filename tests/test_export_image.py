@@ -420,6 +420,7 @@ BAD = [
     (['../overlay'], 'is not an image id'),
     (['img_1/..'], 'is not an image id'),
     ([''], 'is not an image id'),
+    (['IMG', ''], 'invalid image name'),
     (['IMG', 'Demo:v1'], 'invalid image name'),
     (['IMG', 'demo:'], 'invalid image name'),
     (['IMG', 'demo:v1:v2'], 'invalid image name'),
