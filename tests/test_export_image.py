@@ -134,6 +134,7 @@ class Podman:
     setting (another graphroot, additional image stores) applies."""
 
     def __init__(self, box, top, runroot):
+        assert shutil.which('podman'), 'needs podman (apt-get install podman; make test does)'
         self.box, self.top = box, top
         os.makedirs(top / 'tmp')
         conf = top / 'storage.conf'
@@ -217,6 +218,7 @@ def test_one_tar_both_layouts_read_by_skopeo(box, busybox, tmp_path):
     assert 'srv/café' in entries and any(len(n) > 200 for n in entries)
 
     # skopeo reads it both ways, and finds the same image
+    assert shutil.which('skopeo'), 'needs skopeo (apt-get install skopeo; make test does)'
     seen = {}
     for transport in ('docker-archive', 'oci-archive'):
         r = box._run(['skopeo', 'inspect', '%s:%s' % (transport, path)])
