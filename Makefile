@@ -6,7 +6,8 @@ PY := .venv/bin/python
 # Debian/Ubuntu packages: what bocker needs on its host, and what the tests use.
 APT_PKGS := iproute2 util-linux mount cgroup-tools busybox-static jq uuid-runtime \
             coreutils tar python3 python3-venv docker-registry openssl \
-            iptables nftables procps time qemu-system-x86 linux-image-amd64
+            iptables nftables procps time qemu-system-x86 linux-image-amd64 \
+            podman skopeo
 
 .PHONY: deps os-deps demo test bench clean
 
