@@ -134,7 +134,8 @@ def usage(func):
 
 
 def need(args, count, func):
-    """Missing arguments: a usage line, exit 1 (bash: `$1: unbound variable`)."""
+    """Missing arguments: a usage line, exit 1. diverges (row 9): the bash
+    dies on `$1: unbound variable`."""
     if len(args) < count:
         sys.stderr.write(usage(func) + '\n')
         raise Exit(1)
@@ -298,10 +299,12 @@ def bocker_init(*args):  #HELP Create an image from a directory:\nBOCKER init <d
     # bash: [[ "$(bocker_check "$uuid")" == 0 ]] && bocker_run "$@"
     # (on a clash claim() takes another id)
     need_store(overlay_path)
+    # diverges (row 15): the store, or a directory that holds it, is refused
     real = os.path.realpath(src)
     store = os.path.dirname(overlay_path)
     if real == '/' or (real + '/').startswith(store + '/') or (store + '/').startswith(real + '/'):
         fail("'%s' holds the image store or lies inside it" % q(src))
+    # diverges (row 14): so is an empty directory (cp failed, left an empty image)
     if not os.listdir(src):
         fail("'%s' is empty: nothing to make an image of" % q(src))
     # diverges (row 17): build the image under a hidden name, then rename it into place,
@@ -404,7 +407,8 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
 
 
 def download_frozen_image():
-    """The helper the bash finds on PATH; else the one in compat/ beside us."""
+    """The helper the bash finds on PATH; else the one in compat/ beside us.
+    diverges (row 25): the bash needs it on PATH, and no host ships it."""
     import shutil
     return shutil.which('download-frozen-image-v2') or os.path.join(
         os.path.dirname(os.path.realpath(__file__)), 'compat', 'download-frozen-image-v2')
@@ -587,6 +591,7 @@ def bocker_images(*args):  #HELP List images:\nBOCKER images
         # bash: img=$(basename "$img")
         # (listing() gives the names alone)
         # bash: echo -e "$img\t\t$(cat "$overlay_path/$img/img.source")"
+        # diverges (row 19): printed as they are, no `echo -e` escapes
         say('%s\t\t%s' % (img, read_or_warn('%s/%s/img.source' % (overlay_path, img))))
     return 0
 
@@ -619,6 +624,7 @@ def bocker_ps(*args):  #HELP List containers:\nBOCKER ps
         # bash: ps=$(basename "$ps")
         # (listing() gives the names alone)
         # bash: echo -e "$ps\t\t$(cat "$container_path/$ps/$ps.cmd")"
+        # diverges (row 19): printed as they are, no `echo -e` escapes
         say('%s\t\t%s' % (ps, read_or_warn('%s/%s/%s.cmd' % (container_path, ps, ps))))
     return 0
 
@@ -634,6 +640,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
         raise Exit(1)
     need_store(container_path)
     need_bridge()
+    # diverges (rows 21, 23): what run needs is checked before anything is made
     for need_path in ('etc', 'bin/sh', 'bin/mount'):
         if not os.path.lexists('%s/%s/%s' % (overlay_path, image, need_path)):
             fail('image %s has no /%s: it cannot run a container' % (image, need_path))
@@ -683,7 +690,8 @@ def delete(exists, *argv):
 
 
 def number(key):
-    """BOCKER_KEY as bash arithmetic reads an integer literal (010 is octal)."""
+    """BOCKER_KEY as bash arithmetic reads an integer literal (010 is octal).
+    diverges (row 11): checked before anything is made."""
     import re
     value = option(key, '512')
     m = re.fullmatch(r'(0[xX][0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*)', value)
@@ -1036,6 +1044,7 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
 
 def bocker_help(prog):  #HELP Display this message:\nBOCKER help
     # bash: sed -n "s/^.*#HELP\\s//p;" < "$1" | sed "s/\\\\n/\n\t/g;s/$/\n/;s!BOCKER!${1/!/\\!}!g"
+    # diverges (row 20): the program's name put in literally (sed mangled & and \)
     sys.stdout.write(''.join(text.replace('BOCKER', prog) + '\n\n' for text in _help_lines().values()))
     return 0
 
@@ -1063,7 +1072,7 @@ def options(argv):
     while argv and argv[0][:2] == '--':
         opt = argv.pop(0)[2:]
         key, value = (opt.split('=', 1)[0], opt.rsplit('=', 1)[1]) if '=' in opt else (opt, 'x')
-        if not re.fullmatch(r'\w*', key, re.ASCII):
+        if not re.fullmatch(r'\w*', key, re.ASCII):   # diverges (row 10): one error
             fail("invalid option '--%s': BOCKER_%s is not a valid name" % (opt, key))
         OPTIONS[key] = value
     return argv
@@ -1078,7 +1087,7 @@ def main(argv):
     try:
         args = options(list(argv[1:]))
         # bash: [[ -z "${1-}" ]] && bocker_help "$0" && exit 1
-        if not args or args[0] == '':
+        if not args or args[0] == '':          # diverges (row 10): also after --OPT alone
             bocker_help(PROG)
             return 1
         # bash: case $1 in
