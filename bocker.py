@@ -648,8 +648,8 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     cpu_share = number('CPU_SHARE')
     mem_limit = number('MEM_LIMIT')
     uuid = new_container()
-    # bash: cmd="${@:2}" && ip="$(echo "${uuid: -3}" | sed 's/0//g')" && mac="${uuid: -3:1}:${uuid: -2}"
     # (ip and mac: address(), in setup())
+    # bash: cmd="${@:2}" && ip="$(echo "${uuid: -3}" | sed 's/0//g')" && mac="${uuid: -3:1}:${uuid: -2}"
     cmd = ' '.join(args[1:])
     undo = []
     try:
@@ -787,12 +787,12 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
         cgset(uuid, 'cpu.weight=%d' % (1 + ((shares - 2) * 9999) // 262142),
               'memory.max=%d' % (mem_limit * 1000000))
         return
-    # cpu.shares: a relative weight when the CPU is contended (1024 is a full share).
+    # cpu.shares: a relative weight when the CPU is contended (1024 is a full share),
+    # the value as given (checked by number(): the kernel reads 0x and 0 as it does).
     # bash: : "${BOCKER_CPU_SHARE:=512}" && cgset -r cpu.shares="$BOCKER_CPU_SHARE" "$uuid"
-    # (the value as given, checked by number(): the kernel reads 0x and 0 as it does)
-    # memory.limit_in_bytes: past it the kernel reclaims, then OOM-kills in the cgroup.
-    # bash: : "${BOCKER_MEM_LIMIT:=512}" && cgset -r memory.limit_in_bytes="$((BOCKER_MEM_LIMIT * 1000000))" "$uuid"
     cgset(uuid, 'cpu.shares=%s' % option('CPU_SHARE', '512'),
+          # memory.limit_in_bytes: past it the kernel reclaims, then OOM-kills in the cgroup.
+          # bash: : "${BOCKER_MEM_LIMIT:=512}" && cgset -r memory.limit_in_bytes="$((BOCKER_MEM_LIMIT * 1000000))" "$uuid"
           'memory.limit_in_bytes=%d' % (mem_limit * 1000000))
 
 
