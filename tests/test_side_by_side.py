@@ -64,7 +64,8 @@ def test_check_passes_on_the_project_with_the_reference(reference):
     r = side_by_side('--check')
     assert r.returncode == 0, r.stdout + r.stderr
     count = sum(1 for line in reference_lines(reference) if line.strip())
-    assert 'all %d non-blank lines of the reference have their twin' % count in r.stdout
+    assert 'all %d non-blank lines of the reference are twinned in bocker.py, in order' % count \
+        in r.stdout
 
 
 @pytest.mark.parametrize('removed, number', [
