@@ -178,6 +178,15 @@ def test_terminal_view_of_one_function(reference):
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'run' in r.stderr
 
 
+def test_without_the_reference_the_left_column_is_the_quoted_lines(tmp_path):
+    r = side_by_side('run', env={'BOCKER_REFERENCE': str(tmp_path / 'none'), 'COLUMNS': '200'})
+    assert r.returncode == 0
+    assert r.stderr.count('\n') == 1 and 'BOCKER_REFERENCE' in r.stderr
+    rows = {line[:98].strip(): line[101:].strip(' \u250a') for line in r.stdout.split('\n')}
+    assert rows['ip link set dev veth0_"$uuid" up'] == "['link', 'set', 'dev', veth0, 'up'],"
+    assert rows['cgexec -g "$cgroups:$uuid" \\'].startswith("argv = ['cgexec', '-g',")
+
+
 def test_terminal_view_has_colour_on_a_terminal(reference):
     import pty
     master, slave = pty.openpty()
