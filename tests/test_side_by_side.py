@@ -208,6 +208,9 @@ def test_terminal_view_has_colour_on_a_terminal(reference):
     finally:
         os.close(master)
     assert b'\x1b[' in out and b'bocker_logs' in out
+    # and through a pipe with --colour (for less -R)
+    r = side_by_side('--colour', 'logs', env={'COLUMNS': '120'})
+    assert r.returncode == 0 and '\x1b[' in r.stdout
 
 
 def test_runs_with_the_project_venv_or_names_make_deps(tmp_path):
