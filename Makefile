@@ -3,13 +3,14 @@
 # Both need root: bocker makes namespaces, mounts and cgroups.
 SHELL := /bin/bash
 PY := .venv/bin/python
-# Debian/Ubuntu packages: what bocker needs on its host, and what the tests use.
+# Debian/Ubuntu packages: what bocker needs on its host, and what the tests use
+# (chromium: tests/test_side_by_side.py loads the side-by-side page headless).
 APT_PKGS := iproute2 util-linux mount cgroup-tools busybox-static jq uuid-runtime \
             coreutils tar python3 python3-venv docker-registry openssl \
             iptables nftables procps time qemu-system-x86 linux-image-amd64 \
-            podman skopeo
+            podman skopeo chromium
 
-.PHONY: deps os-deps demo test bench clean
+.PHONY: deps os-deps demo test bench clean side-by-side
 
 deps: os-deps .venv/.installed
 
@@ -35,7 +36,13 @@ test: deps
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 clean:
-	rm -rf .venv
+	rm -rf .venv side-by-side.html
+
+# The bash and its Python line by line, as one page (compat/side-by-side --html);
+# `compat/side-by-side run` shows a function in the terminal, `--check` checks the
+# quotes (make test runs it: tests/test_side_by_side.py).
+side-by-side: .venv/.installed
+	$(PY) compat/side-by-side --html side-by-side.html
 
 # Record fixtures/golden/ again: each scenario of tests/golden.py from the
 # reference (BOCKER_REFERENCE), and bocker.py's output where a scenario declares

@@ -5,7 +5,7 @@
 # One function per bash function, in the bash order and with the bash names;
 # each step quotes the bash line it ports (`# bash: ...`), so the two files read
 # side by side. Where the bash is broken we do what it plainly meant; each such
-# place is marked `# diverges:` and listed in compat/DIVERGENCES.md.
+# place is marked `# diverges (row N):`, its row of compat/DIVERGENCES.md.
 #
 # The kernel pieces, and the man pages to read:
 #   images and containers  overlayfs: a read-only lower dir, a writable upper dir,
@@ -29,6 +29,8 @@ container_path = '/var/lib/bocker/containers'
 cgroups = 'cpu,cpuacct,memory'
 
 ID_LOW, ID_HIGH = 42002, 42254           # bash: shuf -i 42002-42254 -n 1
+# bash: [[ $# -gt 0 ]] && while [ "${1:0:2}" == '--' ]; do OPTION=${1:2}; [[ $OPTION =~ = ]] && declare "BOCKER_${OPTION/=*/}=${OPTION/*=/}" || declare "BOCKER_${OPTION}=x"; shift; done
+# (that loop is options(), which main() runs; its `declare`s land here)
 OPTIONS = {}                             # the bash's `declare BOCKER_KEY=VALUE`s
 PROG = 'bocker.py'                       # "$0", set in main()
 
@@ -50,7 +52,7 @@ def say(msg):
 
 def q(name):
     """A name for a one-line message: control characters (a newline in a bad
-    name) are shown escaped. diverges: bash prints them raw."""
+    name) are shown escaped. diverges (row 24): bash prints them raw."""
     return name if name.isprintable() else name.encode('unicode_escape').decode()
 
 
@@ -132,7 +134,8 @@ def usage(func):
 
 
 def need(args, count, func):
-    """Missing arguments: a usage line, exit 1 (bash: `$1: unbound variable`)."""
+    """Missing arguments: a usage line, exit 1. diverges (row 9): the bash
+    dies on `$1: unbound variable`."""
     if len(args) < count:
         sys.stderr.write(usage(func) + '\n')
         raise Exit(1)
@@ -141,7 +144,7 @@ def need(args, count, func):
 def well_formed(name):
     """Ids are as bocker makes them: img_ or ps_, then digits. No other name
     ever reaches a path, so `..`, `/`, globs and spaces cannot escape the store.
-    diverges: the bash passes any name on (`rm ../containers` deleted every
+    diverges (rows 6, 8): the bash passes any name on (`rm ../containers` deleted every
     container)."""
     import re
     return re.fullmatch(r'(img|ps)_[0-9]+', name) is not None
@@ -172,7 +175,7 @@ def need_modules(*names):
 
 
 def need_bridge():
-    """diverges: the bash fails at `ip link set ... master br1` (exit 255), after
+    """diverges (row 23): the bash fails at `ip link set ... master br1` (exit 255), after
     making the veth."""
     if not link_exists('br1'):
         fail('bridge br1 does not exist: prepare this host with %s (as root)' % host_setup())
@@ -196,7 +199,7 @@ def mounted(path):
 
 def copy_tree(src, dst, link=False):
     """bash: cp -rf --reflink=auto "$src"/* "$dst". Copies everything in src,
-    dotfiles too, keeping modes, owners and times (diverges: cp -rf skips
+    dotfiles too, keeping modes, owners and times (diverges (rows 12, 13): cp -rf skips
     dotfiles, drops setuid bits and owners). link=True makes hard links
     instead of copies: a container's lower layer is never written
     (overlayfs copies a file up to upper before changing it)."""
@@ -242,7 +245,7 @@ def remove_tree(path, mounts=True):
 def write_inside(root, rel, text):
     """bash: echo "$text" > "$root/$rel", but resolved inside root: a symlink
     at rel (/etc/resolv.conf -> /run/...) is replaced, not followed, so the
-    write never lands on the host (diverges: bash writes through it)."""
+    write never lands on the host (diverges (row 18): bash writes through it)."""
     fd = os.open(root, os.O_DIRECTORY)
     try:
         parts = rel.strip('/').split('/')
@@ -266,7 +269,7 @@ def write_inside(root, rel, text):
 def container_pid(uuid):
     """The pid of the container's first process (pid 1 of its pid namespace):
     the process whose root (chroot) is the container's merged dir (proc(5):
-    /proc/PID/root, NSpid). diverges: the bash greps `ps o ppid,pid`, which
+    /proc/PID/root, NSpid). diverges (rows 1, 31): the bash greps `ps o ppid,pid`, which
     finds nothing when ps right-aligns or has no terminal."""
     merged = '%s/%s/merged' % (container_path, uuid)
     try:
@@ -309,18 +312,24 @@ def bocker_check(name):
 def bocker_init(*args):  #HELP Create an image from a directory:\nBOCKER init <directory>
     need(args, 1, 'bocker_init')
     src = args[0]
-    # bash: if [[ -d "$1" ]]; then ... else echo "No directory named '$1' exists"
-    if not os.path.isdir(src):
+    # bash: uuid="img_$(shuf -i 42002-42254 -n 1)"
+    # (the id is drawn last, by claim(), once the image is complete)
+    # bash: if [[ -d "$1" ]]; then
+    if not os.path.isdir(src):                 # the bash's else, tested first
         say("No directory named '%s' exists" % q(src))
         return 0
+    # bash: [[ "$(bocker_check "$uuid")" == 0 ]] && bocker_run "$@"
+    # (on a clash claim() takes another id)
     need_store(overlay_path)
+    # diverges (row 15): the store, or a directory that holds it, is refused
     real = os.path.realpath(src)
     store = os.path.dirname(overlay_path)
     if real == '/' or (real + '/').startswith(store + '/') or (store + '/').startswith(real + '/'):
         fail("'%s' holds the image store or lies inside it" % q(src))
+    # diverges (row 14): so is an empty directory (cp failed, left an empty image)
     if not os.listdir(src):
         fail("'%s' is empty: nothing to make an image of" % q(src))
-    # diverges: build the image under a hidden name, then rename it into place,
+    # diverges (row 17): build the image under a hidden name, then rename it into place,
     # so no half-copied image is ever listed and two inits never share an id.
     tmp = '%s/.init-%d' % (overlay_path, os.getpid())
     try:
@@ -332,6 +341,9 @@ def bocker_init(*args):  #HELP Create an image from a directory:\nBOCKER init <d
     except OSError as e:
         remove_tree(tmp)
         fail('cannot create the image: %s' % e)
+    # bash: else
+    # bash: echo "No directory named '$1' exists"
+    # (above: the Python tests for it first)
     return 0
 
 
@@ -353,7 +365,7 @@ def claim(tmp, parent, prefix):
     bash: uuid="img_$(shuf -i 42002-42254 -n 1)"
     bash: [[ "$(bocker_check "$uuid")" == 0 ]] && bocker_run "$@"
     rename(2)
-    fails when the name is taken, so the claim is atomic. diverges: the bash
+    fails when the name is taken, so the claim is atomic. diverges (row 16): the bash
     calls bocker_run on a clash instead of retrying."""
     import random
     ids = list(range(ID_LOW, ID_HIGH + 1))
@@ -383,7 +395,7 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
     tmp_uuid = str(uuidlib.uuid4())
     tmp = '/tmp/' + tmp_uuid
     os.mkdir(tmp, 0o700)
-    # diverges: the layers unpack into a directory of their own, so the image
+    # diverges (row 26): the layers unpack into a directory of their own, so the image
     # holds the image's files only (the bash left manifest.json and each
     # layer's VERSION and json in it); that directory is already in the store,
     # so the image needs no second copy; and both go on failure too.
@@ -418,7 +430,8 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
 
 
 def download_frozen_image():
-    """The helper the bash finds on PATH; else the one in compat/ beside us."""
+    """The helper the bash finds on PATH; else the one in compat/ beside us.
+    diverges (row 25): the bash needs it on PATH, and no host ships it."""
     import shutil
     return shutil.which('download-frozen-image-v2') or os.path.join(
         os.path.dirname(os.path.realpath(__file__)), 'compat', 'download-frozen-image-v2')
@@ -430,7 +443,7 @@ def unpack(layer, root):
     layers below, `.wh..wh..opq` empties its directory of them, and no whiteout
     file stays. Paths and links resolve inside root as if it were / (chroot(2)),
     so no entry (absolute, `..`, or through a symlink an earlier layer planted)
-    lands outside the image. diverges: tar kept `.wh.*` as plain files."""
+    lands outside the image. diverges (rows 27, 28): tar kept `.wh.*` as plain files."""
     import tarfile
     made = set()                               # paths this layer wrote
     with tarfile.open(layer, 'r:*') as tar:    # gzip or plain tar
@@ -501,7 +514,7 @@ def inside(root, name):
 def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id or container_id>
     need(args, 1, 'bocker_rm')
     uuid = args[0]
-    # diverges: a name that is neither img_ nor ps_ is refused (the bash
+    # diverges (row 6): a name that is neither img_ nor ps_ is refused (the bash
     # removed "$overlay_path/$1", whatever $1 was).
     if bocker_check(uuid) == '':
         fail("No image or container named '%s' exists" % q(uuid))
@@ -519,12 +532,13 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
         remove_tree('%s/%s' % (overlay_path, uuid))
         say('Removed: %s' % uuid)
         return 0
+    # bash: else
     need_modules('plumbum')
-    # diverges: a running container is stopped first. Killing pid 1 of its
+    # diverges (row 4): a running container is stopped first. Killing pid 1 of its
     # pid namespace kills every process in it (pid_namespaces(7)).
     stop(uuid)
     # bash: umount "$container_path/$1"/merged && rm -rf "$container_path/$1" && ip netns del netns_"$1" && ip link del dev veth0_"$1" && echo "Removed: $1"
-    # diverges: each part is removed only if it is still there (run already
+    # diverges (row 3): each part is removed only if it is still there (run already
     # deleted the netns and veth), so Removed: is printed.
     if mounted('%s/%s/merged' % (container_path, uuid)):
         run('umount', '%s/%s/merged' % (container_path, uuid))
@@ -540,7 +554,7 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
 
 
 def cgdelete(uuid):
-    """bash: cgdelete -g "$cgroups:/$1" &> /dev/null. diverges: libcgroup 2.0's
+    """bash: cgdelete -g "$cgroups:/$1" &> /dev/null. diverges (row 5): libcgroup 2.0's
     cgdelete removes only the first controller of a list, so the bash left the
     cpuacct and memory cgroups behind; the others get a call of their own."""
     run('cgdelete', '-g', '%s:/%s' % (controllers(), uuid), check=False, quiet=True)
@@ -607,7 +621,10 @@ def bocker_images(*args):  #HELP List images:\nBOCKER images
     say('IMAGE_ID\t\tSOURCE')
     # bash: for img in "$overlay_path"/img_*; do
     for img in listing(overlay_path, 'img_'):
+        # bash: img=$(basename "$img")
+        # (listing() gives the names alone)
         # bash: echo -e "$img\t\t$(cat "$overlay_path/$img/img.source")"
+        # diverges (row 19): printed as they are, no `echo -e` escapes
         say('%s\t\t%s' % (img, read_or_warn('%s/%s/img.source' % (overlay_path, img))))
     return 0
 
@@ -637,7 +654,10 @@ def bocker_ps(*args):  #HELP List containers:\nBOCKER ps
     say('CONTAINER_ID\t\tCOMMAND')
     # bash: for ps in "$container_path"/ps_*; do
     for ps in listing(container_path, 'ps_'):
+        # bash: ps=$(basename "$ps")
+        # (listing() gives the names alone)
         # bash: echo -e "$ps\t\t$(cat "$container_path/$ps/$ps.cmd")"
+        # diverges (row 19): printed as they are, no `echo -e` escapes
         say('%s\t\t%s' % (ps, read_or_warn('%s/%s/%s.cmd' % (container_path, ps, ps))))
     return 0
 
@@ -645,13 +665,16 @@ def bocker_ps(*args):  #HELP List containers:\nBOCKER ps
 def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <command>
     need(args, 2, 'bocker_run')
     image = args[0]
+    # bash: uuid="ps_$(shuf -i 42002-42254 -n 1)"
+    # (drawn below by new_container(), once the image and the limits are checked)
     # bash: [[ "$(bocker_check "$1")" == 1 ]] && echo "No image named '$1' exists" && exit 1
-    if bocker_check(image) != '0':             # diverges: nor is ps_N, or foo
+    if bocker_check(image) != '0':             # diverges (row 7): nor is ps_N, or foo
         say("No image named '%s' exists" % q(image))
         raise Exit(1)
     need_modules('plumbum')
     need_store(container_path)
     need_bridge()
+    # diverges (rows 21, 23): what run needs is checked before anything is made
     for need_path in ('etc', 'bin/sh', 'bin/mount'):
         if not os.path.lexists('%s/%s/%s' % (overlay_path, image, need_path)):
             fail('image %s has no /%s: it cannot run a container' % (image, need_path))
@@ -659,18 +682,19 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     cpu_share = number('CPU_SHARE')
     mem_limit = number('MEM_LIMIT')
     uuid = new_container()
-    # bash: cmd="${@:2}" (ip and mac: see address())
+    # (ip and mac: address(), in setup())
+    # bash: cmd="${@:2}" && ip="$(echo "${uuid: -3}" | sed 's/0//g')" && mac="${uuid: -3:1}:${uuid: -2}"
     cmd = ' '.join(args[1:])
     undo = []
     try:
         setup(image, uuid, cmd, cpu_share, mem_limit, undo)
     except (Exit, OSError) as e:
-        for step in reversed(undo):            # diverges: nothing half-made is left
+        for step in reversed(undo):            # diverges (row 22): nothing half-made is left
             step()
         if isinstance(e, OSError):
             fail('cannot create container %s: %s' % (uuid, e))
         raise
-    # bash: cgexec -g "$cgroups:$uuid" ip netns exec netns_"$uuid" unshare -fmuip --mount-proc chroot ... 2>&1 | tee "$container_path/$uuid/$uuid.log" || true
+    # the bash's cgexec ... | tee: execute()
     try:
         execute(image, uuid, cmd)
     finally:
@@ -703,7 +727,8 @@ def delete(exists, *argv):
 
 
 def number(key):
-    """BOCKER_KEY as bash arithmetic reads an integer literal (010 is octal)."""
+    """BOCKER_KEY as bash arithmetic reads an integer literal (010 is octal).
+    diverges (row 11): checked before anything is made."""
     import re
     value = option(key, '512')
     m = re.fullmatch(r'(0[xX][0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*)', value)
@@ -716,7 +741,7 @@ def new_container():
     """bash: uuid="ps_$(shuf -i 42002-42254 -n 1)"
     bash: [[ "$(bocker_check "$uuid")" == 2 ]] && echo "UUID conflict, retrying..." && bocker_run "$@" && return
     mkdir(2) fails when
-    the name is taken, so the claim is atomic; diverges: a full id space is an
+    the name is taken, so the claim is atomic; diverges (row 16): a full id space is an
     error, not endless retries."""
     import random
     tried = set()
@@ -768,7 +793,7 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
         ['link', 'set', 'dev', veth1, 'up'],
         # bash: ip netns exec netns_"$uuid" ip route add default via 172.18.0.1
         ['route', 'add', 'default', 'via', '172.18.0.1']])
-    # bash: mkdir -p "$container_path/$uuid"/{lower,upper,work,merged}
+    # bash: mkdir -p "$container_path/$uuid"/{lower,upper,work,merged} && cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null && \
     for sub in ('lower', 'upper', 'work', 'merged'):
         os.mkdir('%s/%s' % (cdir, sub))
     # bash: cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null
@@ -777,7 +802,9 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
     # overlayfs: reads come from upper, else lower; writes go to upper (a copy
     # up); work is overlayfs's scratch space; merged is the view the container
     # gets as its root.
-    # bash: mount -t overlay overlay -o lowerdir=...,upperdir=...,workdir=... "$container_path/$uuid"/merged
+    # bash: mount -t overlay overlay \
+    #         -o lowerdir="$container_path/$uuid"/lower,upperdir="$container_path/$uuid"/upper,workdir="$container_path/$uuid"/work \
+    #         "$container_path/$uuid"/merged
     run('mount', '-t', 'overlay', 'overlay', '-o',
         'lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work'.format(cdir), cdir + '/merged')
     undo.insert(1, lambda: run('umount', cdir + '/merged', check=False))
@@ -790,19 +817,19 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
     run('cgcreate', '-g', '%s:/%s' % (controllers(), uuid))
     undo.append(lambda: cgdelete(uuid))
     if cgroup_v2():
-        # diverges: a cgroup v2 host has one hierarchy and other knobs (the bash
+        # diverges (row 32): a cgroup v2 host has one hierarchy and other knobs (the bash
         # cannot run there): cpu.weight (1-10000, 100 by default) converted from
         # the shares as runc and crun do, and memory.max.
         shares = min(max(cpu_share, 2), 262144)  # as the v1 kernel clamps them
         cgset(uuid, 'cpu.weight=%d' % (1 + ((shares - 2) * 9999) // 262142),
               'memory.max=%d' % (mem_limit * 1000000))
         return
-    # cpu.shares: a relative weight when the CPU is contended (1024 is a full share).
+    # cpu.shares: a relative weight when the CPU is contended (1024 is a full share),
+    # the value as given (checked by number(): the kernel reads 0x and 0 as it does).
     # bash: : "${BOCKER_CPU_SHARE:=512}" && cgset -r cpu.shares="$BOCKER_CPU_SHARE" "$uuid"
-    # (the value as given, checked by number(): the kernel reads 0x and 0 as it does)
-    # memory.limit_in_bytes: past it the kernel reclaims, then OOM-kills in the cgroup.
-    # bash: : "${BOCKER_MEM_LIMIT:=512}" && cgset -r memory.limit_in_bytes="$((BOCKER_MEM_LIMIT * 1000000))" "$uuid"
     cgset(uuid, 'cpu.shares=%s' % option('CPU_SHARE', '512'),
+          # memory.limit_in_bytes: past it the kernel reclaims, then OOM-kills in the cgroup.
+          # bash: : "${BOCKER_MEM_LIMIT:=512}" && cgset -r memory.limit_in_bytes="$((BOCKER_MEM_LIMIT * 1000000))" "$uuid"
           'memory.limit_in_bytes=%d' % (mem_limit * 1000000))
 
 
@@ -851,7 +878,7 @@ def ip_batch(netns, commands):
 
 def address(uuid):
     """bash: ip="$(echo "${uuid: -3}" | sed 's/0//g')" && mac="${uuid: -3:1}:${uuid: -2}"
-    diverges: the address is the number the last three digits make (42002-42254
+    diverges (row 2): the address is the number the last three digits make (42002-42254
     gives .2-.254, each once); sed 's/0//g' also dropped inner zeros, so
     ps_42101 and ps_42110 shared .11 and ps_42100 took the bridge's .1."""
     return str(int(uuid[-3:])), '%s:%s' % (uuid[-3:-2], uuid[-2:])
@@ -865,8 +892,11 @@ def execute(image, uuid, cmd):
     # unshare -f (fork) -m (mount) -u (hostname) -i (ipc) -p (pid) gives it the
     # rest, pid 1 of its own pid namespace; enter() mounts its /proc, makes
     # merged its root and drops the capabilities a container must not have.
-    # bash: cgexec -g "$cgroups:$uuid" ip netns exec netns_"$uuid" unshare -fmuip --mount-proc \
-    #         chroot "$container_path/$uuid"/merged /bin/sh -c "/bin/mount -t proc proc /proc && $cmd"
+    # bash: cgexec -g "$cgroups:$uuid" \
+    #         ip netns exec netns_"$uuid" \
+    #         unshare -fmuip --mount-proc \
+    #         chroot "$container_path/$uuid"/merged \
+    #         /bin/sh -c "/bin/mount -t proc proc /proc && $cmd" \
     argv = ['cgexec', '-g', '%s:%s' % (controllers(), uuid),
             'ip', 'netns', 'exec', 'netns_' + uuid,
             'unshare', '-fmuip', '--mount-proc',
@@ -892,7 +922,7 @@ def execute(image, uuid, cmd):
 
 def chroot(root):
     """In place of the bash's `chroot ROOT`: this file's enter(), which also
-    drops capabilities. diverges: in the bash a container's root kept every
+    drops capabilities. diverges (row 29): in the bash a container's root kept every
     capability (it could mount filesystems, write /proc/sysrq-trigger), and its
     /bin/sh mounted /proc itself, which needs CAP_SYS_ADMIN."""
     return [sys.executable, '-S', os.path.realpath(__file__), '__enter__', root]
@@ -966,7 +996,7 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
     need(args, 2, 'bocker_exec')
     uuid = args[0]
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
-    if bocker_check(uuid) != '2':              # diverges: nor is img_N, or foo
+    if bocker_check(uuid) != '2':              # diverges (row 7): nor is img_N, or foo
         say("No container named '%s' exists" % q(uuid))
         raise Exit(1)
     need_modules('plumbum')
@@ -987,7 +1017,7 @@ def bocker_logs(*args):  #HELP View logs from a container:\nBOCKER logs <contain
     need(args, 1, 'bocker_logs')
     uuid = args[0]
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
-    if bocker_check(uuid) != '2':              # diverges: nor is img_N, or foo
+    if bocker_check(uuid) != '2':              # diverges (row 7): nor is img_N, or foo
         say("No container named '%s' exists" % q(uuid))
         raise Exit(1)
     # bash: cat "$container_path/$1/$1.log"
@@ -1005,32 +1035,32 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
     need(args, 2, 'bocker_commit')
     uuid, image = args[0], args[1]
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
-    if bocker_check(uuid) != '2':              # diverges: nor is img_N, or foo
+    if bocker_check(uuid) != '2':              # diverges (row 7): nor is img_N, or foo
         say("No container named '%s' exists" % q(uuid))
         raise Exit(1)
     # bash: [[ "$(bocker_check "$2")" == 0 ]] && echo "Image named '$2' exists" && exit 1
     if bocker_check(image) == '0':
         say("Image named '%s' exists" % q(image))
         raise Exit(1)
-    if not well_formed(image) or not image.startswith('img_'):   # diverges: see well_formed
+    if not well_formed(image) or not image.startswith('img_'):   # diverges (row 8): see well_formed
         fail("'%s' is not a valid image name: use img_ and digits" % q(image))
     merged = '%s/%s/merged' % (container_path, uuid)
-    # diverges: a container whose root is not mounted (after a reboot, or an
+    # diverges (row 33): a container whose root is not mounted (after a reboot, or an
     # umount by hand) is refused; the bash's cp found an empty merged/* and
     # left an empty image behind.
     if not mounted(merged):
         fail("container %s has no mounted root (%s)" % (uuid, merged))
-    # diverges: copied under a hidden name and renamed into place, so a
+    # diverges (row 17): copied under a hidden name and renamed into place, so a
     # half-made image is never listed and of two commits one wins.
     tmp = '%s/.commit-%d' % (overlay_path, os.getpid())
     try:
-        # bash: mkdir "$overlay_path/$2" && cp -rf --reflink=auto "$container_path/$1"/merged/* "$overlay_path/$2"
+        # bash: mkdir "$overlay_path/$2" && cp -rf --reflink=auto "$container_path/$1"/merged/* "$overlay_path/$2" && sed -i "s/:.*$/:$(date +%Y%m%d-%H%M%S)/g" "$overlay_path/$2"/img.source
         os.mkdir(tmp)
         copy_tree(merged, tmp)
         # bash: sed -i "s/:.*$/:$(date +%Y%m%d-%H%M%S)/g" "$overlay_path/$2"/img.source
         import time
         stamp = time.strftime('%Y%m%d-%H%M%S')
-        # diverges: only a regular img.source is rewritten; one the container
+        # diverges (row 30): only a regular img.source is rewritten; one the container
         # made a symlink is removed, never followed (sed -i read the target).
         source = tmp + '/img.source'
         if os.path.islink(source):
@@ -1052,6 +1082,7 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
 
 def bocker_help(prog):  #HELP Display this message:\nBOCKER help
     # bash: sed -n "s/^.*#HELP\\s//p;" < "$1" | sed "s/\\\\n/\n\t/g;s/$/\n/;s!BOCKER!${1/!/\\!}!g"
+    # diverges (row 20): the program's name put in literally (sed mangled & and \)
     sys.stdout.write(''.join(text.replace('BOCKER', prog) + '\n\n' for text in _help_lines().values()))
     return 0
 
@@ -1074,13 +1105,12 @@ def _help_lines():
 # --- The dispatcher --------------------------------------------------------------
 
 def options(argv):
-    """bash: [[ $# -gt 0 ]] && while [ "${1:0:2}" == '--' ]; do OPTION=${1:2}; [[ $OPTION =~ = ]] &&
-    declare "BOCKER_${OPTION/=*/}=${OPTION/*=/}" || declare "BOCKER_${OPTION}=x"; shift; done"""
+    """bash: [[ $# -gt 0 ]] && while [ "${1:0:2}" == '--' ]; do OPTION=${1:2}; [[ $OPTION =~ = ]] && declare "BOCKER_${OPTION/=*/}=${OPTION/*=/}" || declare "BOCKER_${OPTION}=x"; shift; done"""
     import re
     while argv and argv[0][:2] == '--':
         opt = argv.pop(0)[2:]
         key, value = (opt.split('=', 1)[0], opt.rsplit('=', 1)[1]) if '=' in opt else (opt, 'x')
-        if not re.fullmatch(r'\w*', key, re.ASCII):
+        if not re.fullmatch(r'\w*', key, re.ASCII):   # diverges (row 10): one error
             fail("invalid option '--%s': BOCKER_%s is not a valid name" % (opt, key))
         OPTIONS[key] = value
     return argv
@@ -1095,11 +1125,12 @@ def main(argv):
     try:
         args = options(list(argv[1:]))
         # bash: [[ -z "${1-}" ]] && bocker_help "$0" && exit 1
-        if not args or args[0] == '':
+        if not args or args[0] == '':          # diverges (row 10): also after --OPT alone
             bocker_help(PROG)
             return 1
-        # bash: case $1 in pull|init|rm|images|ps|run|exec|logs|commit) bocker_"$1" "${@:2}" ;;
+        # bash: case $1 in
         if args[0] in ('pull', 'init', 'rm', 'images', 'ps', 'run', 'exec', 'logs', 'commit'):
+            # bash: pull|init|rm|images|ps|run|exec|logs|commit) bocker_"$1" "${@:2}" ;;
             return globals()['bocker_' + args[0]](*args[1:])
         # bash: *) bocker_help "$0" ;;
         bocker_help(PROG)

@@ -1,0 +1,339 @@
+"""compat/side-by-side: the reference beside bocker.py, line by line.
+
+--check makes the rule "each step quotes the bash line it ports" a test; the
+terminal view is plain text on a pipe and fits 80 columns; the HTML page is
+loaded in Debian's headless chromium (tests/chromium.py, DevTools protocol over
+a pipe) and each bash line's row is checked to sit at its twin's height.
+Needs the reference (BOCKER_REFERENCE); no root, no sandbox: nothing runs bocker.
+"""
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REFERENCE, ROOT
+from chromium import CHROMIUM, Chromium
+
+TOOL = os.path.join(ROOT, 'compat', 'side-by-side')
+STRUCTURAL = {'}', 'fi', 'else', 'then', 'do', 'done', 'esac', ';;', '{'}
+
+
+def side_by_side(*args, tool=TOOL, env=None, **kw):
+    environ = dict(os.environ, BOCKER_REFERENCE=REFERENCE)
+    environ.pop('COLUMNS', None)
+    environ.update(env or {})
+    return subprocess.run([sys.executable, tool, *args], capture_output=True, text=True,
+                          env=environ, **kw)
+
+
+def reference_lines(reference):
+    with open(reference, encoding='utf-8') as f:
+        return f.read().rstrip('\n').split('\n')
+
+
+def project_copy(tmp_path, edit):
+    """The tool, bocker.py and DIVERGENCES.md in a tree of their own, with
+    bocker.py's text changed by edit(text) -> text."""
+    (tmp_path / 'compat').mkdir()
+    shutil.copy(TOOL, tmp_path / 'compat' / 'side-by-side')
+    shutil.copy(os.path.join(ROOT, 'compat', 'DIVERGENCES.md'), tmp_path / 'compat')
+    with open(os.path.join(ROOT, 'bocker.py'), encoding='utf-8') as f:
+        text = f.read()
+    changed = edit(text)
+    assert changed != text
+    (tmp_path / 'bocker.py').write_text(changed, encoding='utf-8')
+    return str(tmp_path / 'compat' / 'side-by-side')
+
+
+def drop_line(line):
+    def edit(text):
+        lines = text.split('\n')
+        assert lines.count(line) == 1, line
+        lines.remove(line)
+        return '\n'.join(lines)
+    return edit
+
+
+# --- --check -----------------------------------------------------------------------
+
+def test_check_passes_on_the_project_with_the_reference(reference):
+    r = side_by_side('--check')
+    assert r.returncode == 0, r.stdout + r.stderr
+    count = sum(1 for line in reference_lines(reference) if line.strip())
+    assert 'all %d non-blank lines of the reference are twinned in bocker.py, in order' % count \
+        in r.stdout
+
+
+@pytest.mark.parametrize('removed, number', [
+    ('        # bash: ip link set dev veth0_"$uuid" up', 74),                 # one quote
+    ('    #         unshare -fmuip --mount-proc \\', 94),                      # a continued line
+    ('    # bash: uuid="ps_$(shuf -i 42002-42254 -n 1)"', 69),               # a bash-order note
+])
+def test_check_names_the_line_whose_twin_is_removed(reference, tmp_path, removed, number):
+    tool = project_copy(tmp_path, drop_line(removed))
+    r = side_by_side('--check', tool=tool)
+    assert r.returncode == 1
+    text = reference_lines(reference)[number - 1].strip()
+    named = [line for line in r.stdout.split('\n') if line.startswith('bocker:%d ' % number)]
+    assert named and text in named[0], r.stdout
+    problems = [line for line in r.stdout.split('\n') if line.startswith('bocker:')]
+    assert len(problems) == 1, r.stdout                  # that line only
+
+
+def test_check_names_a_line_quoted_out_of_order(reference, tmp_path):
+    a = '        # bash: ip netns add netns_"$uuid"'
+    b = '        # bash: ip link set veth0_"$uuid" master br1'
+
+    def swap(text):
+        return text.replace(a, '\0').replace(b, a).replace('\0', b)
+    tool = project_copy(tmp_path, swap)
+    r = side_by_side('--check', tool=tool)
+    assert r.returncode == 1
+    assert re.search(r'^bocker:(75|76) \(bocker_run\) out of order: its quote at bocker\.py:\d+',
+                     r.stdout, re.M), r.stdout
+
+
+def test_check_structural_lines_need_no_quote(reference, tmp_path):
+    """`else`, `fi`, `done`, `esac`, `}`: no Python step of their own. A quote
+    pins one (rm's `else`), and without it --check still passes."""
+    tool = project_copy(tmp_path, lambda t: t.replace(
+        '    # bash: else\n    # diverges (row 4)', '    # diverges (row 4)'))
+    r = side_by_side('--check', tool=tool)
+    assert r.returncode == 0, r.stdout
+    # a line that only looks structural is not: `case $1 in` needs its quote
+    (tmp_path / 'b').mkdir()
+    tool = project_copy(tmp_path / 'b', drop_line('        # bash: case $1 in'))
+    r = side_by_side('--check', tool=tool)
+    assert r.returncode == 1 and 'bocker:126 (main) has no twin' in r.stdout, r.stdout
+
+
+def test_check_holds_divergence_markers_and_rows_together(tmp_path):
+    tool = project_copy(tmp_path, lambda t: t.replace(
+        'diverges (row 24): bash prints them raw', 'diverges: bash prints them raw').replace(
+        '# diverges (row 30): only a regular', '# diverges (row 99): only a regular').replace(
+        '    diverges (row 25): the bash needs it on PATH', '    the bash needs it on PATH'))
+    r = side_by_side('--check', tool=tool)
+    assert r.returncode == 1
+    assert re.search(r'^bocker\.py:\d+: `diverges:` names no row of compat/DIVERGENCES\.md',
+                     r.stdout, re.M), r.stdout
+    assert re.search(r'^bocker\.py:\d+: `diverges \(row 99\)`: compat/DIVERGENCES\.md has no row 99',
+                     r.stdout, re.M), r.stdout
+    for row in (24, 25, 30):                       # rows no marker names now
+        assert re.search(r'^compat/DIVERGENCES\.md row %d: no `diverges \(row %d\):`' % (row, row),
+                         r.stdout, re.M), r.stdout
+
+
+def test_check_without_the_reference_is_one_line(tmp_path):
+    r = side_by_side('--check', env={'BOCKER_REFERENCE': str(tmp_path / 'none')})
+    assert r.returncode == 2
+    assert r.stderr.count('\n') == 1 and 'BOCKER_REFERENCE' in r.stderr
+
+
+# --- The terminal view ---------------------------------------------------------------
+
+def left_column(out, columns):
+    left = (columns - 3) // 2
+    return [line[:left] for line in out.split('\n') if line]
+
+
+def test_terminal_view_on_a_pipe_is_plain_and_fits_80_columns(reference):
+    r = side_by_side(env={'COLUMNS': '80'})
+    assert r.returncode == 0, r.stderr
+    assert '\x1b' not in r.stdout
+    assert max(len(line) for line in r.stdout.split('\n')) <= 80
+    # every line of the reference, in order, in the left column (folded lines
+    # joined again)
+    out = r.stdout
+    start = out.index('# what ran: bocker run')             # the trace, full width
+    out = out[:start] + out[out.index('function bocker_exec', start):]
+    joined, lines = [], left_column(out, 80)
+    for line in lines:
+        if line.startswith('\u21aa '):
+            joined[-1] += ' ' + line[2:]
+        else:
+            joined.append(line)
+    # (a line folds after a space, or mid-word: compared without white space)
+    got = [re.sub(r'\s+', '', line) for line in joined if line.strip()]
+    assert got == [re.sub(r'\s+', '', line) for line in reference_lines(reference) if line.strip()]
+
+
+def test_terminal_view_of_one_function(reference):
+    wide = {'COLUMNS': '200'}
+    for name in ('run', 'bocker_run'):
+        r = side_by_side(name, env=wide)
+        assert r.returncode == 0, r.stderr
+        first = r.stdout.split('\n')[0]
+        assert first.startswith('function bocker_run() {') and 'def bocker_run(*args):' in first
+        # each bash line on the row of its twin's first line
+        rows = {line[:98].strip(): line[101:].strip(' \u250a') for line in r.stdout.split('\n')}
+        assert rows['ip link set dev veth0_"$uuid" up'] == "['link', 'set', 'dev', veth0, 'up'],"
+        assert rows['ip netns del netns_"$uuid"'].startswith(
+            "delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del'")
+        assert 'function bocker_init' not in r.stdout
+    r = side_by_side('nosuch')
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'run' in r.stderr
+
+
+def test_without_the_reference_the_left_column_is_the_quoted_lines(tmp_path):
+    r = side_by_side('run', env={'BOCKER_REFERENCE': str(tmp_path / 'none'), 'COLUMNS': '200'})
+    assert r.returncode == 0
+    assert r.stderr.count('\n') == 1 and 'BOCKER_REFERENCE' in r.stderr
+    rows = {line[:98].strip(): line[101:].strip(' \u250a') for line in r.stdout.split('\n')}
+    assert rows['ip link set dev veth0_"$uuid" up'] == "['link', 'set', 'dev', veth0, 'up'],"
+    assert rows['cgexec -g "$cgroups:$uuid" \\'].startswith("argv = ['cgexec', '-g',")
+
+
+def test_terminal_view_has_colour_on_a_terminal(reference):
+    import pty
+    master, slave = pty.openpty()
+    try:
+        env = dict(os.environ, BOCKER_REFERENCE=REFERENCE, COLUMNS='120', TERM='xterm')
+        env.pop('NO_COLOR', None)
+        proc = subprocess.Popen([sys.executable, TOOL, 'logs'], stdout=slave, stderr=slave, env=env)
+        os.close(slave)
+        out = b''
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:                    # EIO: the terminal's other end is closed
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait() == 0
+    finally:
+        os.close(master)
+    assert b'\x1b[' in out and b'bocker_logs' in out
+    # and through a pipe with --colour (for less -R)
+    r = side_by_side('--colour', 'logs', env={'COLUMNS': '120'})
+    assert r.returncode == 0 and '\x1b[' in r.stdout
+
+
+def test_runs_with_the_project_venv_or_names_make_deps(tmp_path):
+    """Started by any python3, it runs with .venv's (Pygments is there); a tree
+    without Pygments gets one line naming `make deps`."""
+    r = subprocess.run(['/usr/bin/python3', '-S', TOOL, '--html', str(tmp_path / 'p.html')],
+                       capture_output=True, text=True, env=dict(os.environ, BOCKER_REFERENCE=REFERENCE))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'p.html').stat().st_size > 0
+    tool = project_copy(tmp_path, lambda t: t + '\n')   # no .venv beside this copy
+    r = subprocess.run(['/usr/bin/python3', '-S', tool, 'run'], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.count('\n') == 1 and 'make deps' in r.stderr
+
+
+# --- The page, in a real browser ----------------------------------------------------
+
+BOXES = r"""
+(() => {
+  // the box of a cell's first line of text (a Range over its first character)
+  const firstLine = (cell) => {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    let node;
+    while ((node = walker.nextNode()) && !node.data.trim()) {}
+    if (!node) return null;
+    const range = document.createRange();
+    const at = node.data.search(/\S/);
+    range.setStart(node, at);
+    range.setEnd(node, at + 1);
+    const box = range.getClientRects()[0];
+    return {top: box.top + scrollY, bottom: box.bottom + scrollY};
+  };
+  const pairs = [];
+  for (const sh of document.querySelectorAll('td.sh[data-twin]')) {
+    const py = document.getElementById(sh.dataset.twin);
+    pairs.push({sh: sh.id, py: py && py.id, a: firstLine(sh), b: py && firstLine(py),
+                row: sh.getBoundingClientRect().top, twinRow: py && py.getBoundingClientRect().top});
+  }
+  const bash = [...document.querySelectorAll('td.sh[id]')].map(
+    (e) => ({id: e.id, text: e.textContent, quoted: e.dataset.quoted || null}));
+  const why = [...document.querySelectorAll('td.why summary')].map((e) => e.textContent);
+  const python = [...document.querySelectorAll('td.py[id]')].map((e) => e.textContent).join('\n');
+  const trace = [...document.querySelectorAll('#bocker_run .trace pre')].map((e) => e.textContent);
+  return {pairs, bash, why, python, trace, scrollWidth: document.documentElement.scrollWidth,
+          innerWidth, scripts: document.scripts.length,
+          sections: [...document.querySelectorAll('section[id]')].map((e) => e.id)};
+})()
+"""
+
+
+def png_size(data):
+    assert data[:8] == b'\x89PNG\r\n\x1a\n'
+    return struct.unpack('>II', data[16:24])
+
+
+def golden_trace():
+    with open(os.path.join(ROOT, 'fixtures', 'golden', 'run-stdout.txt')) as f:
+        text = f.read()
+    step = text.split('== step 2: bocker run')[1].split('== step 3')[0]
+    return [line[2:] for line in step.split('\n') if line.startswith('  + ')]
+
+
+def test_page_in_chromium_rows_align_with_their_twins(reference, tmp_path):
+    assert os.access(CHROMIUM, os.X_OK), 'chromium not found at %s (make deps installs it)' % CHROMIUM
+    page = tmp_path / 'side-by-side.html'
+    r = side_by_side('--html', str(page))
+    assert r.returncode == 0, r.stderr
+    html = page.read_text()
+    # self-contained: no script, no stylesheet or image fetched
+    assert '<script' not in html and not re.search(r'<link|src=|url\(', html)
+    with open(os.path.join(ROOT, 'bocker.py'), encoding='utf-8') as f:
+        py_lines = f.read().split('\n')
+    ref = reference_lines(reference)
+    with Chromium() as browser:
+        browser.open(page.as_uri(), 1400, 1000)
+        dom = browser.evaluate(BOXES)
+        assert [u for u in browser.requests() if u != page.as_uri()] == []
+        browser.evaluate("document.getElementById('bocker_run').scrollIntoView()")
+        shot = browser.screenshot()
+    (tmp_path / 'bocker_run.png').write_bytes(shot)
+    if os.environ.get('SIDE_BY_SIDE_SCREENSHOT'):
+        shutil.copy(tmp_path / 'bocker_run.png', os.environ['SIDE_BY_SIDE_SCREENSHOT'])
+    assert png_size(shot) == (1400, 1000) and len(shot) > 50000   # a page, not a blank
+    assert dom['scripts'] == 0
+    assert dom['scrollWidth'] <= dom['innerWidth']                # nothing runs off the side
+    assert dom['sections'][0] == 'prologue' and 'bocker_run' in dom['sections'] \
+        and dom['sections'][-1] == 'main'
+    # the left column is the reference, every line, in order
+    numbers = [int(b['id'][3:]) for b in dom['bash']]
+    assert numbers == list(range(1, len(ref) + 1))
+    for b, line in zip(dom['bash'], ref):
+        assert b['text'].rstrip() == line.replace('\t', '    ').rstrip()
+        if line.strip() and line.strip() not in STRUCTURAL:
+            assert b['quoted'], 'bocker:%s has no twin on the page' % b['id']
+    # each pinned bash line sits on the row of its twin: the same height,
+    # first line of text against first line of text
+    assert len(dom['pairs']) > 0.8 * sum(1 for line in ref if line.strip())
+    for p in dom['pairs']:
+        assert p['py'], p
+        assert abs(p['a']['top'] - p['b']['top']) <= 1, p
+        assert abs(p['row'] - p['twinRow']) <= 1, p
+        # and the twin is the Python under that line's quote in bocker.py
+        n, text = int(p['py'][3:]), ref[int(p['sh'][3:]) - 1].strip()
+        above = py_lines[max(0, n - 14):n]
+        if text.startswith('#!'):                                 # the shebangs
+            assert n == 1 and py_lines[0].startswith('#!')
+            continue
+        function = re.match(r'function (\w+)\(\) \{', text)
+        if function:                                              # def NAME
+            assert py_lines[n - 1].startswith('def %s(' % function.group(1))
+            continue
+        assert any(('bash: ' + text) in line or line.strip().lstrip('#').strip() == text
+                   for line in above), (p, text)
+    # each divergence marker shown with its row's why
+    whys = '\n'.join(dom['why'])
+    with open(os.path.join(ROOT, 'compat', 'DIVERGENCES.md'), encoding='utf-8') as f:
+        table = {int(m.group(1)): m.group(2) for m in re.finditer(
+            r'^\| (\d+) \|(?:(?:[^|\\]|\\.)*\|){2}((?:[^|\\]|\\.)*)\|', f.read(), re.M)}
+    shown = {int(n) for m in re.finditer(r'diverges \(rows? ([\d, ]+)\)', dom['python'])
+             for n in m.group(1).split(',')}
+    assert shown
+    for n in shown:
+        why = re.sub(r'`([^`]*)`', r'\1', table[n].strip()).replace('\\|', '|')
+        assert 'DIVERGENCES.md row %d \u2014 why: %s' % (n, why) in whys
+    # the system commands of one recorded run, under bocker_run
+    assert dom['trace'] and dom['trace'][0].split('\n') == golden_trace()
