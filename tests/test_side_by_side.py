@@ -101,7 +101,7 @@ def test_check_structural_lines_need_no_quote(reference, tmp_path):
     """`else`, `fi`, `done`, `esac`, `}`: no Python step of their own. A quote
     pins one (rm's `else`), and without it --check still passes."""
     tool = project_copy(tmp_path, lambda t: t.replace(
-        '    # bash: else\n    # diverges (row 4)', '    # diverges (row 4)'))
+        '    # bash: else\n    need_modules', '    need_modules'))
     r = side_by_side('--check', tool=tool)
     assert r.returncode == 0, r.stdout
     # a line that only looks structural is not: `case $1 in` needs its quote
