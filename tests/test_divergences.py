@@ -141,6 +141,17 @@ def test_run_retries_on_an_id_clash_and_fails_when_all_are_taken(box, busybox):
     assert box.links() == ['br1', 'lo']
 
 
+def test_the_reference_on_a_likely_clash_prints_the_line_first_too(box, busybox, reference):
+    """Where an id is free, the reference's run retries as bocker.py's does
+    (that much is no divergence): a line per taken id it drew, before the
+    run's output, which is all that conftest's unclash() takes away."""
+    img = box.init(busybox, tool='ref')
+    fill(box, 'ps_', 42123)
+    r = box.ref('run', img, 'echo ran')
+    assert r.code == 0 and r.out == CONFLICT * r.out.count(CONFLICT) + 'ran\n', r
+    assert box.read(CONTAINERS + '/ps_42123/ps_42123.log') == 'ran\n'
+
+
 def test_resolv_conf_symlink_is_replaced_not_followed(box, busybox, tmp_path):
     host_file = tmp_path / 'host-resolv.conf'
     host_file.write_text('host\n')
