@@ -31,6 +31,14 @@ they stand as addresses: `172.18.0.X/24`, `inet 172.18.0.X`, `src 172.18.0.X`);
 the program's path (the reference's, bocker.sh's) -> PROG and bocker.sh's
 directory -> PROGDIR; bash's `line N:`; overlayfs's temporary names in work/;
 the pid in `nsenter -t PID` (a process id, different on every run).
+
+Ids are random (42002-42254) in both tools, so a run in a store that holds a
+container may draw a taken id: it prints `UUID conflict, retrying...` first
+and draws again. Such a step's stdout is read without those leading lines (and
+only such a step's: where no clash was possible, the line stays and differs).
+The reference's init (and so its pull), on a clash, calls bocker_run instead:
+nothing of init is left to compare, and the scenario is run again (only for
+a reference init into a store that holds an image; CLASH_RETRIES at most).
 """
 import argparse
 import difflib
@@ -47,7 +55,7 @@ from dataclasses import dataclass, field
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from conftest import BOCKER, REFERENCE, STORE, Box, clean_env  # noqa: E402
+from conftest import BOCKER, REFERENCE, STORE, Box, clean_env, unclash  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
 
 GOLDEN_DIR = os.path.join(ROOT, 'fixtures', 'golden')
@@ -121,9 +129,7 @@ class Scenario:
     def containers(self):
         """Does it run a container or pull (the commands that touch the
         network, mounts and cgroups)?"""
-        def command(args):
-            return next((a for a in args if not a.startswith('--')), '')
-        return any(s.kind in ('bocker', 'bg') and command(s.args) in
+        return any(s.kind in ('bocker', 'bg') and command_of(s.args) in
                    ('run', 'exec', 'rm', 'commit', 'pull') for s in self.steps)
 
 
@@ -504,6 +510,16 @@ def split_trace(err):
     return '\n'.join(rest), trace
 
 
+def command_of(args):
+    """The bocker command among a step's arguments (after the --options)."""
+    return next((a for a in args if not a.startswith('--')), None)
+
+
+# Runs of a scenario again after the reference's init drew a taken id. Each
+# run clashes with a chance of 1/253 (the one image the scenario holds).
+CLASH_RETRIES = 10
+
+
 class Runner:
     def __init__(self, sc, mode, box):
         """mode 'ref': every step by the reference (its golden);
@@ -542,6 +558,14 @@ class Runner:
                     self.known[kind].append(name)
                     self.norm.register(name)
 
+    def held(self):
+        """Does the store hold (an image, a container) now? Where it does, an
+        init, or a run, may draw a taken id."""
+        def some(kind, sub):
+            return any(re.fullmatch(r'%s_[0-9]+' % kind, name)
+                       for name in self.box.ls('%s/%s' % (STORE, sub)))
+        return some('img', 'overlay'), some('ps', 'containers')
+
     def header(self, n, step, args):
         pin = ' (pinned: %s)' % step.tool if step.tool else ''
         words = ' '.join(shlex.quote(a) for a in args)
@@ -550,7 +574,8 @@ class Runner:
         label = {'bocker': 'bocker', 'bg': 'bocker (background)'}[step.kind]
         return '== step %d: %s %s%s' % (n, label, words, pin)
 
-    def record(self, n, step, args, code, out, err):
+    def record(self, n, step, args, code, out, err, held):
+        """One step's result; held: what the store held when it started."""
         err, trace = split_trace(err)
         if self.tool(step) == 'py':
             for name, (_keywords, reading) in TRACE_READINGS.items():
@@ -558,9 +583,12 @@ class Runner:
                 if read != trace:
                     self.applied.add(name)
                 trace = read
-        # A random id taken already: run says so; the reference's init then
-        # calls bocker_run (it makes a veth). Such a run is done again.
-        if 'UUID conflict' in out or (args[:1] == ['init'] and any(' link add ' in l for l in trace)):
+        images, containers = held
+        if command_of(args) == 'run':
+            out = unclash(out, containers)
+        # The reference's init on a taken id calls bocker_run (it makes a veth)
+        if (self.tool(step) == 'ref' and images and command_of(args) in ('init', 'pull')
+                and any(' link add ' in l for l in trace)):
             self.clash = True
         self.doc.append(self.norm.text(self.header(n, step, args)))
         self.doc.append('exit: %d' % code)
@@ -620,12 +648,14 @@ class Runner:
 
     def step_bocker(self, n, step):
         argv, env = self.argv(step)
+        held = self.held()
         code, out, err = self.finish(self.spawn(argv, env))
-        self.record(n, step, list(argv[len(argv) - len(step.args):]), code, out, err)
+        self.record(n, step, list(argv[len(argv) - len(step.args):]), code, out, err, held)
 
     def step_bg(self, n, step):
         argv, env = self.argv(step)
-        self.bg = (n, step, argv[len(argv) - len(step.args):], self.spawn(argv, env, False))
+        held = self.held()
+        self.bg = (n, step, argv[len(argv) - len(step.args):], self.spawn(argv, env, False), held)
         self.doc.append(self.norm.text('== step %d: started in the background, recorded at its end' % n))
 
     def step_running(self, n, step):
@@ -652,9 +682,9 @@ class Runner:
         raise RuntimeError('%s: the background container never ran' % self.sc.name)
 
     def step_wait(self, n, step):
-        bn, bstep, args, p = self.bg
+        bn, bstep, args, p, held = self.bg
         self.bg = None
-        self.record(bn, bstep, list(args), *self.finish(p, 60))
+        self.record(bn, bstep, list(args), *self.finish(p, 60), held)
 
     def step_sh(self, n, step):
         r = self.box._run(['sh', '-c', step.args[0]], env={'PATH': PATH})
@@ -823,10 +853,12 @@ def stop_registry(worker, handle, tmp):
 def run_scenario(sc, mode, attempts=3, applied=None, flavour='sandbox'):
     """The normalised document of one run of the scenario in fresh sandboxes
     of the given flavour (tests/sandbox.py; the golden files are the same for
-    both). A run is repeated when the sandbox broke under it or random ids
-    clashed. applied: a set that receives the names of the TRACE_READINGS used."""
+    both). A run is repeated when the sandbox broke under it (attempts in all)
+    or the reference's init drew a taken id (CLASH_RETRIES more at most).
+    applied: a set that receives the names of the TRACE_READINGS used."""
     os.makedirs(MEDIA, exist_ok=True)
-    for attempt in range(attempts):
+    broken = clashes = 0
+    while True:
         with Sandbox(br1=sc.br1, flavour=flavour) as sb:
             box = Box(sb)
             make_image(box, sc)
@@ -837,7 +869,8 @@ def run_scenario(sc, mode, attempts=3, applied=None, flavour='sandbox'):
                     runner.registry_url = served[1].url
                 doc = runner.run()
             except SandboxBroken:
-                if attempt == attempts - 1:
+                broken += 1
+                if broken == attempts:
                     raise
                 continue
             finally:
@@ -846,8 +879,9 @@ def run_scenario(sc, mode, attempts=3, applied=None, flavour='sandbox'):
                     runner.finish(runner.bg[3])
                 if served:
                     stop_registry(*served)
-        if not runner.clash or attempt == attempts - 1:
+        if not runner.clash or clashes == CLASH_RETRIES:
             break
+        clashes += 1
     if applied is not None:
         applied |= runner.applied
     return doc

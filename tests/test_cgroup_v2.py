@@ -4,7 +4,9 @@ On v2 a container gets one cgroup, ps_N, with the cpu and memory controllers
 (v2 has no cpuacct: cpu accounting is built in), made and used with the same
 cgroup-tools: cgcreate -g cpu,memory:/ps_N, cgset -r cpu.weight=W ps_N and
 cgset -r memory.max=B ps_N, cgexec -g cpu,memory:ps_N, cgdelete -g cpu,memory:/ps_N.
-    cpu.weight = 1 + ((CPU_SHARE - 2) * 9999) / 262142   (integer: 512 -> 20, 1024 -> 39)
+    cpu.weight = 1 + ((CPU_SHARE - 2) * 9999) / 262142   (runc's and crun's; integer
+                 division, the shares clamped to 2..262144 first: 2 -> 1, 512 -> 20,
+                 1024 -> 39, 262144 -> 10000, the most the kernel takes)
     memory.max = MEM_LIMIT * 1000000   (the kernel keeps whole pages: it reads
                                         back rounded down to a multiple of 4096)
 A container's /proc/self/cgroup is the single line 0::/.../ps_N.
@@ -35,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import vm  # noqa: E402
+from conftest import unclash  # noqa: E402
 
 BOCKER = os.path.join(ROOT, 'bocker.sh')
 STORE = '/var/lib/bocker'
@@ -118,8 +121,19 @@ else:
 
     PAGE = os.sysconf('SC_PAGE_SIZE')
 
-    def weight(shares):
-        return 1 + ((shares - 2) * 9999) // 262142
+    # cpu.weight for CPU_SHARE, worked out by hand from runc's formula
+    # 1 + ((shares - 2) * 9999) / 262142 (integer division), the shares clamped
+    # to 2..262144: the ends, 3, and 369, where 10000 in place of 9999 gives 15.
+    WEIGHTS = {
+        2: 1,                  # 1 + 0
+        3: 1,                  # 1 + 9999 / 262142 = 1 + 0
+        256: 10,               # 1 + 2539746 / 262142 = 1 + 9
+        369: 14,               # 1 + 3669633 / 262142 = 1 + 13
+        512: 20,               # 1 + 5099490 / 262142 = 1 + 19
+        1024: 39,              # 1 + 10218978 / 262142 = 1 + 38
+        262144: 10000,         # 1 + 262142 * 9999 / 262142 = 10000, cpu.weight's maximum
+        262145: 10000,         # above the maximum: clamped to 262144 first
+    }
 
     def memory_max(mb):
         return mb * 1000000 // PAGE * PAGE
@@ -265,7 +279,7 @@ else:
         before = ls(STORE + '/containers')
         code, out, err = bocker(*args, 'run', img, command, env=env)
         assert code == 0, 'run failed: exit %d\nstdout: %s\nstderr: %s' % (code, out, err)
-        return new_container(before), code, out, err
+        return new_container(before), code, unclash(out, bool(before)), err
 
     # -- the host ------------------------------------------------------------
 
@@ -293,13 +307,18 @@ else:
         assert cgroup_dirs(uuid) == [cg], 'one cgroup per container: %r' % cgroup_dirs(uuid)
         enabled = read(cg + '/cgroup.controllers').split()
         assert 'cpu' in enabled and 'memory' in enabled, enabled
-        assert read(cg + '/cpu.weight') == str(weight(shares))
+        assert read(cg + '/cpu.weight') == str(WEIGHTS[shares])
         assert read(cg + '/memory.max') == str(memory_max(mb))
         assert err == '', err
 
-    def test_weights_from_the_issue():
-        assert (weight(512), weight(1024), weight(2), weight(262144)) == (20, 39, 1, 10000)
-        assert memory_max(16) == 15998976 and memory_max(512) == 512000000
+    @pytest.mark.parametrize('shares', [2, 3, 369, 1024, 262144, 262145])
+    def test_cpu_share_becomes_the_weight_runc_gives(img, shares):
+        """bocker.py's cpu.weight, read from the container's cgroup, at the
+        ends of the shares' range, in between, and above it."""
+        uuid, _code, out, err = run_container(img, 'cat /proc/self/cgroup',
+                                              ('--CPU_SHARE=%d' % shares,))
+        assert read(CGROOT + cgroup_line(out, uuid) + '/cpu.weight') == str(WEIGHTS[shares])
+        assert err == '', err
 
     def test_memory_limit_is_enforced(img):
         """Past memory.max the kernel OOM-kills in the container's cgroup: 80 MB

@@ -14,11 +14,11 @@ import os
 
 import pytest
 
+from conftest import CONFLICT, unclash
 from sandbox import FLAVOURS
-
 from golden import (GOLDEN_DIR, REFERENCE, SCENARIOS, TRACE_READINGS, Normaliser,
-                    declared_rows, diff, divergence_titles, expected_files, golden_path,
-                    reading_row, run_scenario)
+                    command_of, declared_rows, diff, divergence_titles, expected_files,
+                    golden_path, reading_row, run_scenario)
 
 HAVE_REFERENCE = os.path.isfile(REFERENCE)
 
@@ -105,3 +105,41 @@ def test_normaliser_ids_addresses_and_macs():
     assert n.text('+ nsenter -t 4321 -m') == '+ nsenter -t PID -m'
     assert n.text('%s: line 42: $1: unbound variable' % REFERENCE) == \
         'PROG: line N: $1: unbound variable'
+
+
+def test_addresses_read_alike_whatever_ids_are_drawn():
+    """A container's address is bocker.py's number of the id's last three
+    digits and the reference's `sed 's/0//g'` of them; both read as IP_k of
+    the k-th container, for every id and for every two ids whose addresses
+    can meet (ps_42011 and ps_42110: .11 and .110, or .11 twice), either way
+    round: no draw of ids changes a golden document."""
+    def lines(ps, addr):
+        return ['+ ip netns exec netns_%s ip addr add %s/24 dev veth1_%s' % (ps, addr, ps),
+                '2: veth1_%s    inet %s/24 scope global veth1_%s' % (ps, addr, ps),
+                '172.18.0.0/24 dev veth1_%s proto kernel scope link src %s' % (ps, addr),
+                'default via 172.18.0.1 dev veth1_%s' % ps]
+
+    def octets(n):
+        digits = str(n)[-3:]
+        return {str(int(digits)), digits.replace('0', '')}
+    derive = {'py': lambda n: str(int(str(n)[-3:])), 'ref': lambda n: str(n)[-3:].replace('0', '')}
+    ids = range(42002, 42255)
+    groups = [(a,) for a in ids] + [(a, b) for a in ids for b in ids
+                                    if a != b and octets(a) & octets(b)]
+    assert len(groups) > 253
+    for group in groups:
+        want = [l for k in range(len(group)) for l in lines('ps_%d' % (k + 1), 'IP_%d' % (k + 1))]
+        for tool, octet in derive.items():
+            n = Normaliser()
+            got = [n.text(l) for ps in group
+                   for l in lines('ps_%d' % ps, '172.18.0.' + octet(ps))]
+            assert got == want, (tool, group)
+
+
+def test_a_clash_line_is_dropped_only_before_the_output_and_only_where_possible():
+    assert unclash(CONFLICT * 2 + 'out\n', True) == 'out\n'
+    assert unclash(CONFLICT + 'out\n', False) == CONFLICT + 'out\n'
+    assert unclash('out\n' + CONFLICT, True) == 'out\n' + CONFLICT
+    assert unclash('', True) == ''
+    assert command_of(['--MEM_LIMIT=64', '--TRACE', 'run', 'img_1', 'true']) == 'run'
+    assert command_of([]) is None
