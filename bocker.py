@@ -98,9 +98,10 @@ def plumbum_local():
     costs about 90 ms, more than all of run's system commands, mostly in what
     bocker never uses: the package __init__ files load colors, SSH and remote
     machines; plumbum.path.local imports urllib.request (http.client, email,
-    ssl) for as_uri(); LocalMachine runs `uname -p`. Here the three packages are
-    entered without their __init__ (as namespace packages are), urllib.request
-    and inspect load on first use, the processor name is not asked, and the
+    ssl) and urllib.parse for as_uri(), daemons pickle; LocalMachine runs
+    `uname -p`. Here the three packages are entered without their __init__ (as
+    namespace packages are), those modules and inspect load on first use (none
+    is used to run a command), the processor name is not asked, and the
     garbage collector neither runs during the import nor later walks what it
     made (gc.freeze(): at exit too). About 40 ms; a plumbum laid out otherwise
     is imported the usual way."""
@@ -122,7 +123,7 @@ def plumbum_local():
         stubs[name].__path__ = [os.path.join(site, *name.split('.')[1:])]
         if '.' in name:
             setattr(stubs['plumbum'], name.split('.')[1], stubs[name])
-    deferred = {name: Deferred(name) for name in ('urllib.request', 'inspect')
+    deferred = {name: Deferred(name) for name in ('urllib.request', 'urllib.parse', 'pickle', 'inspect')
                 if name not in sys.modules}
     sys.modules.update(stubs)
     sys.modules.update(deferred)
