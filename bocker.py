@@ -661,31 +661,60 @@ def cgdelete(uuid):
 def stop(uuid):
     """Kill a running container and wait until its processes are gone: first
     the unshare that waits for it (so it reports nothing), then pid 1 of the
-    container, whose death ends its whole pid namespace (pid_namespaces(7))."""
+    container, whose death ends its whole pid namespace (pid_namespaces(7)).
+    Then let the run that started it finish: it deletes the container's veth
+    and netns itself, so the two never race to (and the trace does not depend
+    on who wins)."""
     import signal
     import time
+    runner = ''
     for _ in range(500):
         pid = container_pid(uuid)
         if not pid:
-            return
+            break
+        runner = runner or parent_of(parent(pid))
         for victim in (parent(pid), pid):
             try:
                 os.kill(int(victim), signal.SIGKILL)
             except (ProcessLookupError, ValueError):
                 pass
         time.sleep(0.01)
-    fail('container %s does not stop' % uuid)
+    else:
+        fail('container %s does not stop' % uuid)
+    for _ in range(300):                       # a run stuck writing: 3 s, then clean up here
+        if not running(runner):
+            return
+        time.sleep(0.01)
 
 
 def parent(pid):
     """The parent of pid if it is the container's unshare, else ''."""
+    ppid = parent_of(pid)
     try:
-        with open('/proc/%s/status' % pid) as f:
-            ppid = [l.split()[1] for l in f if l.startswith('PPid:')][0]
         with open('/proc/%s/comm' % ppid) as f:
             return ppid if f.read().strip() == 'unshare' else ''
+    except OSError:
+        return ''
+
+
+def parent_of(pid):
+    """The parent process id of pid (proc(5): /proc/PID/status), or ''."""
+    try:
+        with open('/proc/%s/status' % pid) as f:
+            return [l.split()[1] for l in f if l.startswith('PPid:')][0]
     except (OSError, IndexError):
         return ''
+
+
+def running(pid):
+    """Is process pid alive? A zombie has ended (proc(5): /proc/PID/stat)."""
+    if pid in ('', '0', '1'):
+        return False
+    try:
+        with open('/proc/%s/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
 
 
 def gone(link):
