@@ -27,7 +27,9 @@ esac
 # "$0" as the user typed it: bocker.py puts it in the help text, as bash does.
 # bocker.py is imported, not run as a script, so Python keeps its compiled
 # bytecode (__pycache__) instead of compiling 1000 lines on every call; -I keeps
-# the working directory and PYTHON* variables out of the module search.
+# the working directory and PYTHON* variables out of the module search. Once
+# main() has flushed its output, os._exit skips tearing the interpreter down
+# (the modules plumbum brings): nothing is left to close or run at exit.
 BOCKER_PROG="$0" exec "$python" -I -c \
-	'import sys; sys.path.insert(0, sys.argv[1]); import bocker; sys.exit(bocker.main(sys.argv[1:]))' \
-	"$here" "$@"
+	'import os, sys; sys.path.insert(0, sys.argv[1]); import bocker
+code = bocker.main(sys.argv[1:]); sys.stderr.flush(); os._exit(code)' "$here" "$@"
