@@ -26,7 +26,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from conftest import BOCKER, REFERENCE, ROOT, STORE  # noqa: E402  (the tests' own paths)
-ROUNDS = int(os.environ.get('BENCH_ROUNDS', '5'))
+ROUNDS = int(os.environ.get('BENCH_ROUNDS', '5'))   # BENCH_ONLY: see bench()
 TREE = os.environ.get('BENCH_TREE', '/var/cache/bocker-bench/bookworm-minbase')
 FLOOR_RUN = os.path.join(HERE, 'floor_run.sh')
 # issue 12: bocker.py / reference at most this
@@ -87,7 +87,9 @@ def rm(which, name):
 
 def bench(name, op, cleanup=None, rounds=ROUNDS, floor=None, floor_cleanup=None):
     """op(which) -> (seconds, rss); interleaved rounds; floor() -> seconds, timed
-    in the same rounds."""
+    in the same rounds. BENCH_ONLY=WORD: only the rows whose name has WORD."""
+    if os.environ.get('BENCH_ONLY', '') not in name:
+        return ''
     times = {'ref': [], 'py': [], 'floor': []}
     rss = []
     for _ in range(rounds):
