@@ -8,7 +8,8 @@ target (issue 12), the floor where one is measured, and bocker.py's peak memory
 The floor, timed in the same rounds: for run, the system commands bocker.py
 runs, alone, from bash (tests/floor_run.sh); for init, `cp -rf --reflink=auto`
 alone; for help, images and ps, the shim's bash starting the interpreter that
-does nothing (bash bocker.sh's `exec python3 -I -c pass`).
+does nothing (bash bocker.sh's `exec python3 -I -c pass`); for pull, its one
+system command, download-frozen-image-v2, alone.
 The distribution tree is `debootstrap --variant=minbase bookworm`, cached
 outside the project (BENCH_TREE, made by `make bench` when missing).
 
@@ -254,8 +255,17 @@ def main():
             t, m, _ = timed(which, 'pull', 'big', 'v1', env=env)
             pull_op.last = new_ids(before, 'img')[0]
             return t, m
+        helper = subprocess.run(['bash', '-c', 'command -v download-frozen-image-v2'], env=ENV,
+                                stdout=subprocess.PIPE, text=True).stdout.strip()
+
+        def pull_floor():
+            d = tempfile.mkdtemp(prefix='bocker-bench-pull-')
+            try:
+                return timed_floor(['env', 'BOCKER_REGISTRY=' + handle.url, helper, d, 'big:v1'])
+            finally:
+                subprocess.run(['rm', '-rf', d])
         rows.append(bench('pull, 200 MB in 5 layers', pull_op, rounds=max(3, ROUNDS // 2),
-                          cleanup=lambda w: rm(w, pull_op.last)))
+                          cleanup=lambda w: rm(w, pull_op.last), floor=pull_floor))
     finally:
         handle.stop()
     print('\nmeasured on: %s, %d cores, %s, Python %s; %d rounds, medians; store: %s' % (
