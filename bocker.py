@@ -206,8 +206,8 @@ def well_formed(name):
     ever reaches a path, so `..`, `/`, globs and spaces cannot escape the store.
     diverges: the bash passes any name on (`rm ../containers` deleted every
     container)."""
-    import re
-    return re.fullmatch(r'(img|ps)_[0-9]+', name) is not None
+    kind, _, digits = name.partition('_')     # (img|ps)_[0-9]+, without importing re
+    return kind in ('img', 'ps') and digits.isascii() and digits.isdigit()
 
 
 def host_setup():
@@ -1218,8 +1218,8 @@ def _help_lines():
 def options(argv):
     """bash: [[ $# -gt 0 ]] && while [ "${1:0:2}" == '--' ]; do OPTION=${1:2}; [[ $OPTION =~ = ]] &&
     declare "BOCKER_${OPTION/=*/}=${OPTION/*=/}" || declare "BOCKER_${OPTION}=x"; shift; done"""
-    import re
     while argv and argv[0][:2] == '--':
+        import re                              # only then: images, ps, logs need no re
         opt = argv.pop(0)[2:]
         key, value = (opt.split('=', 1)[0], opt.rsplit('=', 1)[1]) if '=' in opt else (opt, 'x')
         if not re.fullmatch(r'\w*', key, re.ASCII):
