@@ -238,9 +238,9 @@ def mounted(path):
 def copy_tree(src, dst, link=False):
     """bash: cp -rf --reflink=auto "$src"/* "$dst". Copies everything in src,
     dotfiles too, keeping modes, owners and times (diverges: cp -rf skips
-    dotfiles, drops setuid bits and owners). link=True makes hard links
-    instead of copies: a container's lower layer is never written
-    (overlayfs copies a file up to upper before changing it).
+    dotfiles, drops setuid bits and owners). link=True makes hard links of
+    all but directories instead of copies: a container's lower layer is never
+    written (overlayfs copies a file up to upper before changing it).
     An image is thousands of entries, so each costs few system calls: it is
     made with its mode (umask 0), given its owner only where it is not the one
     a new entry gets anyway, and a file's data is copied by the kernel
@@ -267,9 +267,9 @@ def copy_dir(src, dst, link, new, exact):
     import stat
     for entry in os.scandir(src):
         s, d = entry.path, dst + '/' + entry.name
-        if link and entry.is_file(follow_symlinks=False):
-            try:
-                os.link(s, d)              # one inode: its mode, owner and times too
+        if link and not entry.is_dir(follow_symlinks=False):
+            try:                           # one inode: its mode, owner and times too
+                os.link(s, d, follow_symlinks=False)    # a symlink itself, as cp -al
                 continue
             except OSError:
                 pass                       # another filesystem: copy
