@@ -111,7 +111,9 @@ def plumbum_local():
     import platform
     import types
     gc.disable()
-    platform.uname().__dict__.setdefault('processor', '')  # a cached_property
+    uname = platform.uname()                   # processor: a cached_property (3.9+)
+    if hasattr(uname, '__dict__'):
+        uname.__dict__.setdefault('processor', '')
     site = None
     for entry in sys.path:
         if os.path.isfile(os.path.join(entry or '.', 'plumbum', 'machines', 'local.py')):
@@ -123,8 +125,8 @@ def plumbum_local():
         stubs[name].__path__ = [os.path.join(site, *name.split('.')[1:])]
         if '.' in name:
             setattr(stubs['plumbum'], name.split('.')[1], stubs[name])
-    deferred = {name: Deferred(name) for name in ('urllib.request', 'urllib.parse', 'pickle', 'inspect')
-                if name not in sys.modules}
+    deferred = {name: Deferred(name) for name in
+                ('urllib.request', 'urllib.parse', 'pickle', 'inspect') if name not in sys.modules}
     sys.modules.update(stubs)
     sys.modules.update(deferred)
     try:
