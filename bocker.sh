@@ -32,4 +32,4 @@ esac
 # (the modules plumbum brings): nothing is left to close or run at exit.
 BOCKER_PROG="$0" exec "$python" -I -c \
 	'import os, sys; sys.path.insert(0, sys.argv[1]); import bocker
-code = bocker.main(sys.argv[1:]); sys.stderr.flush(); os._exit(code)' "$here" "$@"
+code = bocker.main(sys.argv[1:]); sys.stderr.flush(); os._exit(code or 0)' "$here" "$@"
