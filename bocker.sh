@@ -9,10 +9,27 @@ self=${BASH_SOURCE[0]}
 here=${self%/*}
 python=python3
 [[ -x "$here/.venv/bin/python" ]] && python="$here/.venv/bin/python"
+# help (and no command, or one bocker does not know, which the bash answers with
+# help) needs no Python: bocker.py's #HELP lines, read here as the bash reads its
+# own, "$0" as the user typed it; exit 1 without a command. Options go to bocker.py.
+# bash: sed -n "s/^.*#HELP\\s//p;" < "$1" | sed "s/\\\\n/\n\t/g;s/$/\n/;s!BOCKER!${1/!/\\!}!g"
+case ${1-} in
+pull|init|rm|images|ps|run|exec|logs|commit|--*) ;;
+*)	help=
+	while IFS= read -r text; do
+		text=${text//\\n/$'\n\t'}
+		help+=${text//BOCKER/"$0"}$'\n\n'
+	done < <(sed -n 's/^def .*#HELP\s//p' "$here/bocker.py")
+	printf '%s' "$help"
+	[[ -z ${1-} ]] && exit 1
+	exit 0
+esac
 # "$0" as the user typed it: bocker.py puts it in the help text, as bash does.
 # bocker.py is imported, not run as a script, so Python keeps its compiled
 # bytecode (__pycache__) instead of compiling 1000 lines on every call; -I keeps
-# the working directory and PYTHON* variables out of the module search.
+# the working directory and PYTHON* variables out of the module search. Once
+# main() has flushed its output, os._exit skips tearing the interpreter down
+# (the modules plumbum brings): nothing is left to close or run at exit.
 BOCKER_PROG="$0" exec "$python" -I -c \
-	'import sys; sys.path.insert(0, sys.argv[1]); import bocker; sys.exit(bocker.main(sys.argv[1:]))' \
-	"$here" "$@"
+	'import os, sys; sys.path.insert(0, sys.argv[1]); import bocker
+code = bocker.main(sys.argv[1:]); sys.stderr.flush(); os._exit(code or 0)' "$here" "$@"

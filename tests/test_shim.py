@@ -41,6 +41,20 @@ def test_uses_the_project_venv(tmp_path):
     fake = tmp_path / 'python3'
     fake.write_text('#!/bin/sh\necho wrong python >&2; exit 99\n')
     fake.chmod(0o755)
-    r = run([BOCKER, 'help'], env={'PATH': '%s:/usr/bin:/bin' % tmp_path})
-    assert r.returncode == 0 and r.stderr == ''
+    r = run([BOCKER, '--TRACE', 'help'], env={'PATH': '%s:/usr/bin:/bin' % tmp_path})
+    assert r.returncode == 0 and r.stderr == '' and r.stdout == help_text(BOCKER)
     assert os.path.exists(os.path.join(ROOT, '.venv', 'bin', 'python'))
+
+
+def test_help_from_the_shim_is_bocker_pys_own(tmp_path):
+    """The shim answers help (and no command, or an unknown one) itself, without
+    starting Python: the same words and exit status as bocker.py's help, for an
+    odd program name too."""
+    link = tmp_path / 'my &bo\\cker!'
+    link.symlink_to(BOCKER)
+    py = os.path.join(ROOT, '.venv', 'bin', 'python')
+    for args in ([], [''], ['help'], ['nonsense', 'x'], ['-h']):
+        shim = run([str(link)] + args)
+        own = run([py, os.path.join(ROOT, 'bocker.py')] + args, env={'BOCKER_PROG': str(link)})
+        assert (shim.stdout, shim.stderr, shim.returncode) == (own.stdout, own.stderr, own.returncode)
+        assert shim.stdout == help_text(str(link)) and shim.returncode == (0 if args[:1] not in ([], ['']) else 1)
