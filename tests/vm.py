@@ -169,8 +169,40 @@ def command_line(argv, cwd=None, env=None, memory='2G', cpus=2, verbose=False):
 def run(argv, cwd=None, env=None, timeout=1200, out=None, memory='2G', cpus=2, verbose=False):
     """Boot the VM, run argv (a list) in it as root, stream its output (stdout
     and stderr merged) to out (default sys.stdout), return a Result."""
-    out = out or sys.stdout
     cmd = command_line(argv, cwd, env, memory, cpus, verbose)
+    alias = space_free(cmd)
+    try:
+        return boot(cmd, timeout, out or sys.stdout)
+    finally:
+        if alias:
+            shutil.rmtree(alias)
+
+
+def space_free(cmd):
+    """virtme-ng cannot boot from a path with white space in it (a clone
+    under 'My Projects'): it names its guest init, under its own install, on
+    the kernel command line, where a space ends the init= option. For such a
+    path, vng and virtme-run run through a space-free alias of their venv,
+    made here (a directory under /tmp, which the guest sees too); cmd[0]
+    becomes the alias's vng. Returns that directory, or None."""
+    if not any(c.isspace() for c in cmd[0]):
+        return None
+    import tempfile
+    alias = tempfile.mkdtemp(prefix='bocker-vng-', dir='/tmp')
+    venv = os.path.dirname(os.path.dirname(cmd[0]))
+    os.symlink(venv, os.path.join(alias, 'venv'))
+    os.mkdir(os.path.join(alias, 'bin'))
+    for tool in ('vng', 'virtme-run'):
+        path = os.path.join(alias, 'bin', tool)
+        with open(path, 'w') as f:
+            f.write('#!/bin/sh\nexec %s/venv/bin/python %s/venv/bin/%s "$@"\n' % (alias, alias, tool))
+        os.chmod(path, 0o755)
+    cmd[0] = os.path.join(alias, 'bin', 'vng')
+    return alias
+
+
+def boot(cmd, timeout, out):
+    """run()'s work: the vng command line cmd, its output to out."""
     host_env = dict(os.environ)
     # vng runs virtme-run and virtme-ng-init from beside itself.
     host_env['PATH'] = os.path.dirname(cmd[0]) + os.pathsep + host_env.get('PATH', '')
