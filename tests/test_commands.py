@@ -152,7 +152,7 @@ def test_run_isolates_pid_uts_mount_and_cgroups(box, busybox):
     img = box.init(busybox)
     ps, r = box.run_container(img, 'cat /proc/self/stat; echo; ps -o pid,comm; %s; '
                               'cat /proc/self/mountinfo /proc/self/cgroup' % SHOW_NAMESPACES)
-    # pid: its own numbers, sh is 1 and the first command it forks 2
+    # pid: its own numbers: sh is 1, the first command it forks 2 (the bash's mount was 2)
     assert r.out.startswith('2 (cat) '), r.out
     assert re.search(r'^\s*1 sh$', r.out, re.M), r.out
     # mount, uts, ipc, pid, net: namespaces other than its caller's, as the kernel names them
