@@ -50,6 +50,16 @@ def say(msg):
     sys.stdout.write(msg + '\n')
 
 
+def flush():
+    """Write out what we printed before a child process writes (users' Python
+    buffers stdout when it is no terminal). A terminal gone (SIGHUP) takes it."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:
+            pass
+
+
 def q(name):
     """A name for a one-line message: control characters (a newline in a bad
     name) are shown escaped. diverges (row 24): bash prints them raw."""
@@ -58,7 +68,7 @@ def q(name):
 
 def fail(msg, code=1):
     """Our own errors, where the bash has none: one line on stderr."""
-    sys.stdout.flush()
+    flush()
     sys.stderr.write('%s: %s\n' % (os.path.basename(PROG), msg))
     raise Exit(code)
 
@@ -167,8 +177,7 @@ def run(*argv, check=True, quiet=False, stdout=None, traced=True):
         trace(argv)
     cmd = command(argv)
     from plumbum.commands.modifiers import RETCODE
-    sys.stdout.flush()
-    sys.stderr.flush()
+    flush()
     if quiet:                                  # bash: &> /dev/null
         code = cmd.run(retcode=None)[0]
     elif stdout is not None:                   # bash: > /dev/null
@@ -250,10 +259,20 @@ def mount_points():
     """The mount points of our own mount namespace (proc(5): /proc/self/
     mountinfo, as findmnt(8) reads it), octal escapes (\\040 for a space)
     undone."""
+    return [point for point, _fstype, _opts in mount_table()]
+
+
+def mount_table():
+    """(mount point, filesystem type, super options) of each mount we see."""
     import re
+    table = []
     with open('/proc/self/mountinfo') as f:
-        return [re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), line.split()[4])
-                for line in f]
+        for line in f:
+            left, right = line.split(' - ', 1)
+            fstype, _source, opts = (right.split() + ['', ''])[:3]
+            point = re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), left.split()[4])
+            table.append((point, fstype, opts.split(',')))
+    return table
 
 
 def mounted(path):
@@ -283,8 +302,21 @@ def copy_tree(src, dst, link=False):
         except OSError:
             exact = True
         dirs, files = [], []               # (directory, times), deepest first
-        copy_dir(src, dst, link, new, exact, lambda *file: files.append(file), dirs)
+        seen, links = {}, []               # hard links: (the first copy, another name)
+
+        def copy(s, d, st, new, exact):
+            # one inode with several names (link(2)) stays one: the first name is
+            # copied, the others linked to it, as cp -a and tar keep them.
+            # diverges (row 34): cp -rf made each name a file of its own
+            first = seen.setdefault((st.st_dev, st.st_ino), d) if st.st_nlink > 1 else d
+            if first != d:
+                links.append((first, d))
+            else:
+                files.append((s, d, st, new, exact))
+        copy_dir(src, dst, link, new, exact, copy, dirs)
         copy_files(files)
+        for first, d in links:
+            os.link(first, d)
         for d, times in dirs:              # after their entries changed them
             os.utime(d, ns=times)
     finally:
@@ -855,7 +887,7 @@ def read_or_warn(path):
     try:
         return read(path)
     except OSError as e:
-        sys.stdout.flush()
+        flush()
         sys.stderr.write('cat: %s: %s\n' % (path, e.strerror))
         return ''
 
@@ -889,6 +921,10 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     for need_path in ('etc', 'bin/sh', 'bin/mount'):
         if not os.path.lexists('%s/%s/%s' % (overlay_path, image, need_path)):
             fail('image %s has no /%s: it cannot run a container' % (image, need_path))
+    for mount_point in ('proc', 'dev'):        # enter() mounts there: never through a link
+        path = '%s/%s/%s' % (overlay_path, image, mount_point)
+        if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
+            fail("image %s's /%s is not a directory: it cannot run a container" % (image, mount_point))
     # bash: : "${BOCKER_CPU_SHARE:=512}"; : "${BOCKER_MEM_LIMIT:=512}" (checked first here)
     cpu_share = number('CPU_SHARE')
     mem_limit = number('MEM_LIMIT')
@@ -896,6 +932,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     # (ip and mac: address(), in setup())
     # bash: cmd="${@:2}" && ip="$(echo "${uuid: -3}" | sed 's/0//g')" && mac="${uuid: -3:1}:${uuid: -2}"
     cmd = ' '.join(args[1:])
+    signals = Signals()                         # from here a signal ends run cleanly
     undo = []
     try:
         setup(image, uuid, cmd, cpu_share, mem_limit, undo)
@@ -907,13 +944,13 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
         raise
     # the bash's cgexec ... | tee: execute()
     try:
-        execute(image, uuid, cmd)
+        code = execute(image, uuid, cmd, signals)
     finally:
         # bash: ip link del dev veth0_"$uuid"
         delete(lambda: link_exists('veth0_' + uuid), 'ip', 'link', 'del', 'dev', 'veth0_' + uuid)
         # bash: ip netns del netns_"$uuid"
         delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', 'netns_' + uuid)
-    return 0
+    return code
 
 
 def netns_exists(uuid):
@@ -930,18 +967,18 @@ def delete(exists, *argv):
     if not exists():
         return
     trace(argv)
-    sys.stdout.flush()
+    flush()
     code, _out, err = command(argv).run(retcode=None)
     if code and exists():
         sys.stderr.write(err)
         raise Exit(code)
 
 
-def number(key):
+def number(key, default='512'):
     """BOCKER_KEY as bash arithmetic reads an integer literal (010 is octal).
     diverges (row 11): checked before anything is made."""
     import re
-    value = option(key, '512')
+    value = option(key, default)
     m = re.fullmatch(r'(0[xX][0-9a-fA-F]+)|(0[0-7]*)|([1-9][0-9]*)', value)
     if not m:
         fail('BOCKER_%s must be a whole number, not %r' % (key, value))
@@ -1010,6 +1047,11 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
     # bash: cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null
     # (hard links, not copies: overlayfs never writes to the lower layer)
     copy_tree('%s/%s' % (overlay_path, image), cdir + '/lower', link=True)
+    # diverges (row 38): /dev gets a tmpfs of its own in the container (enter()); an image without
+    # one (a pulled image) gets the mount point here, in this container's lower
+    # layer: never in the image, nor in upper (so never in a commit).
+    if not os.path.lexists(cdir + '/lower/dev'):
+        os.mkdir(cdir + '/lower/dev', 0o755)
     # overlayfs: reads come from upper, else lower; writes go to upper (a copy
     # up); work is overlayfs's scratch space; merged is the view the container
     # gets as its root.
@@ -1055,14 +1097,24 @@ def cgset(uuid, *knobs):
 def cgroup_v2():
     """Is this host cgroup v2 only (cgroups(7): one unified hierarchy)? A
     hybrid host, with the v1 cpu controller mounted beside v2, counts as v1."""
-    v2 = False
-    with open('/proc/self/mountinfo') as f:
-        for line in f:
-            fstype, _source, opts = line.split(' - ', 1)[1].split()[:3]
-            if fstype == 'cgroup' and 'cpu' in opts.split(','):
-                return False
-            v2 = v2 or fstype == 'cgroup2'
-    return v2
+    table = mount_table()
+    if any(fstype == 'cgroup' and 'cpu' in opts for _point, fstype, opts in table):
+        return False
+    return any(fstype == 'cgroup2' for _point, fstype, _opts in table)
+
+
+def cgroup_dir(uuid):
+    """The container's cgroup as a directory we can read: cgcreate makes /ps_N
+    under the hierarchy's mount point (v1: the memory hierarchy's; v2: the
+    unified one), as this process has it mounted (proc(5): mountinfo)."""
+    table = mount_table()
+    for point, fstype, opts in table:
+        if fstype == 'cgroup' and 'memory' in opts:
+            return point + '/' + uuid
+    for point, fstype, _opts in table:
+        if fstype == 'cgroup2':
+            return point + '/' + uuid
+    return None
 
 
 def controllers():
@@ -1080,8 +1132,7 @@ def ip_batch(netns, commands):
     argv = ['ip'] + (['-n', netns] if netns else []) + ['-batch', '-']
     cmd = command(argv) << ''.join(' '.join(args) + '\n' for args in commands)
     from plumbum.commands.modifiers import RETCODE
-    sys.stdout.flush()
-    sys.stderr.flush()
+    flush()
     code = cmd & RETCODE(FG=True)
     if code:
         raise Exit(code)
@@ -1095,8 +1146,9 @@ def address(uuid):
     return str(int(uuid[-3:])), '%s:%s' % (uuid[-3:-2], uuid[-2:])
 
 
-def execute(image, uuid, cmd):
-    """Run the container's command, its output shown and logged (bash's tee)."""
+def execute(image, uuid, cmd, signals):
+    """Run the container's command, its output shown and logged (bash's tee).
+    Its status: 0, as the bash's `|| true`, or 128+N after signal N."""
     import subprocess
     cdir = '%s/%s' % (container_path, uuid)
     # cgexec starts it in the cgroups; ip netns exec in the network namespace;
@@ -1114,47 +1166,95 @@ def execute(image, uuid, cmd):
             *chroot(cdir + '/merged'), '/bin/sh', '-c', cmd]
     trace(argv)
     trace(['tee', '%s/%s.log' % (cdir, uuid)])
-    sys.stdout.flush()
-    sys.stderr.flush()
+    flush()
+    # diverges (row 36): a signal to the run is passed on to the container's pid 1,
+    # which gets a grace to end, then is killed; see Signals.
+    chain = []
+    signals.started(lambda: [int(pid) for pid in [container_pid(uuid)] if pid],
+                    lambda sig: kill_container(uuid, chain, sig), uuid)
     proc = command(argv).popen(stdin=None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    out = sys.stdout.buffer
+    chain.append(proc)
     # bash: 2>&1 | tee "$container_path/$uuid/$uuid.log" || true
     with open('%s/%s.log' % (cdir, uuid), 'wb') as log:
-        while True:
-            chunk = os.read(proc.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            out.write(chunk)
-            out.flush()
-            log.write(chunk)
-            log.flush()
-    proc.wait()
+        tee(proc, log, signals)
+    return signals.code or 0
+
+
+def tee(proc, log, signals):
+    """tee(1): the container's output to our stdout and to its log, until it
+    ends; it ends when its pid 1 does (pid_namespaces(7)). Waits in select(2)
+    on the output, the process (a pidfd: pidfd_open(2)) and signals."""
+    import select
+    out = sys.stdout.buffer
+    fd, pidfd = proc.stdout.fileno(), os.pidfd_open(proc.pid)
+    reading, shown = True, True
+    while reading or proc.poll() is None:
+        ready = select.select([fd if reading else pidfd, signals.wake], [], [],
+                              signals.timeout())[0]
+        signals.tick()
+        if fd not in ready or not reading:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            reading = False
+            continue
+        try:
+            if shown:
+                out.write(chunk)
+                out.flush()
+        except BrokenPipeError:                # `| head`: tee dies, the writer gets SIGPIPE
+            proc.stdout.close()
+            reading = False
+            continue
+        except OSError:                        # the terminal is gone (SIGHUP): the log goes on
+            shown = False
+        log.write(chunk)
+        log.flush()
+    os.close(pidfd)
 
 
 def chroot(root):
     """In place of the bash's `chroot ROOT`: this file's enter(), which also
     drops capabilities. diverges (row 29): in the bash a container's root kept every
     capability (it could mount filesystems, write /proc/sysrq-trigger), and its
-    /bin/sh mounted /proc itself, which needs CAP_SYS_ADMIN."""
-    return [sys.executable, '-S', os.path.realpath(__file__), '__enter__', root]
+    /bin/sh mounted /proc itself, which needs CAP_SYS_ADMIN.
+    bocker.py is imported, as the shim does: from its cached bytecode, not
+    compiled again inside the container's memory cgroup (-I: no PYTHON*
+    variables, no working directory on the module path)."""
+    return [sys.executable, '-I', '-S', '-c', ENTER, os.path.dirname(os.path.realpath(__file__)),
+            '__enter__', root]
+
+
+ENTER = 'import sys;sys.path[:0]=sys.argv[1:2];import bocker;sys.exit(bocker.main(sys.argv[1:]))'
 
 
 # Docker's default capabilities, less CAP_SYS_CHROOT (without pivot_root a
-# second chroot would lead out of the container): capabilities(7).
+# second chroot would lead out of the container) and CAP_MKNOD: capabilities(7).
 KEEP_CAPS = {0: 'chown', 1: 'dac_override', 3: 'fowner', 4: 'fsetid', 5: 'kill',
              6: 'setgid', 7: 'setuid', 8: 'setpcap', 10: 'net_bind_service',
-             13: 'net_raw', 27: 'mknod', 29: 'audit_write', 31: 'setfcap'}
+             13: 'net_raw', 29: 'audit_write', 31: 'setfcap'}
+# Docker keeps CAP_MKNOD and stops device nodes with its devices cgroup; bocker
+# drops it, as podman does, and mounts the root nodev (enter()): the same on
+# cgroup v1 and v2. diverges (row 35): the bash kept every capability, and no
+# device cgroup or nodev mount stood between a container and the host's disks.
 
 
 def enter(root, *argv):
-    """The last step into a container (`bocker.py __enter__ ROOT CMD...`), run
-    by unshare as the container's pid 1, or by nsenter for exec:
+    """The last step into a container (`bocker.py __enter__ ROOT CMD...`, see
+    chroot()), run
+    by unshare as the container's pid 1, or by nsenter for exec (which finds
+    all of it made already, in the mount namespace it joins):
+    - its root remounted nodev (mount(2): MS_REMOUNT|MS_BIND|MS_NODEV, in the
+      container's own mount namespace only): a device node in the image, or
+      one it makes, opens no device of the host;
     - its own /proc (proc(5)), with /proc/sysrq-trigger and /proc/sys
       read-only bind mounts, as Docker masks them (mount(2): MS_BIND|MS_RDONLY);
+    - its own /dev, as runc makes one (make_dev());
     - chroot(2) into ROOT;
     - the capability bounding set cut to KEEP_CAPS, ambient capabilities
       cleared and no_new_privs set (prctl(2)), so the command, though root,
-      can neither mount nor remount, nor chroot again, nor regain them;
+      can neither mount nor remount, nor make device nodes, nor chroot again,
+      nor regain them;
     - exec the command, as chroot(1) does."""
     import ctypes
     import _signal as signal                   # signal without its enums: 5 ms less
@@ -1165,17 +1265,21 @@ def enter(root, *argv):
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
 
-    def mount(source, target, fstype, flags):
-        if libc.mount(source, target.encode(), fstype, flags, None) != 0:
+    def mount(source, target, fstype, flags, data=None):
+        if os.path.islink(target):             # never a mount through the image's links
+            raise OSError(40, 'mount: a symlink', target)
+        if libc.mount(source, target.encode(), fstype, flags, data) != 0:
             raise OSError(ctypes.get_errno(), 'mount', target)
     ms_rdonly, ms_nosuid, ms_nodev, ms_noexec, ms_remount, ms_bind = 1, 2, 4, 8, 32, 4096
     proc = root + '/proc'
     if not os.path.exists(proc + '/self'):     # run: not yet mounted
+        mount(None, root, None, ms_remount | ms_bind | ms_nodev)
         mount(b'proc', proc, b'proc', ms_nosuid | ms_nodev | ms_noexec)
         for masked in (proc + '/sysrq-trigger', proc + '/sys'):
             if os.path.exists(masked):
                 mount(masked.encode(), masked, None, ms_bind)
                 mount(None, masked, None, ms_bind | ms_remount | ms_rdonly)
+        make_dev(root + '/dev', mount, ms_nosuid, ms_nodev, ms_noexec)
     with open('/proc/sys/kernel/cap_last_cap') as f:
         last_cap = int(f.read())
     os.chroot(root)
@@ -1202,6 +1306,34 @@ def enter(root, *argv):
     return 126 if error.errno == 13 else 127
 
 
+# /dev as runc and Docker give it: character devices with their usual numbers
+# (devices(7) lists them; mknod(2)), mode 0666.
+DEV_NODES = (('null', 1, 3), ('zero', 1, 5), ('full', 1, 7), ('random', 1, 8),
+             ('urandom', 1, 9), ('tty', 5, 0))
+DEV_LINKS = (('fd', '/proc/self/fd'), ('stdin', '/proc/self/fd/0'), ('stdout', '/proc/self/fd/1'),
+             ('stderr', '/proc/self/fd/2'), ('ptmx', 'pts/ptmx'))
+
+
+def make_dev(dev, mount, ms_nosuid, ms_nodev, ms_noexec):
+    """The container's /dev (enter(), before chroot): a tmpfs (tmpfs(5)) over
+    the image's /dev, holding DEV_NODES, DEV_LINKS, a devpts of its own at
+    /dev/pts (a new instance: its ptys are the container's alone, devpts(5)
+    and pts(4)) and a tmpfs at /dev/shm for POSIX shared memory (shm_overview(7)).
+    All of it lives in the container's mount namespace: nothing lands in
+    upper, so nothing in a commit."""
+    mount(b'tmpfs', dev, b'tmpfs', ms_nosuid, b'mode=755,size=65536k')
+    for name, major, minor in DEV_NODES:
+        os.mknod('%s/%s' % (dev, name), 0o20666, os.makedev(major, minor))
+        os.chmod('%s/%s' % (dev, name), 0o666)     # not the umask's
+    for name, target in DEV_LINKS:
+        os.symlink(target, '%s/%s' % (dev, name))
+    os.mkdir(dev + '/pts', 0o755)
+    mount(b'devpts', dev + '/pts', b'devpts', ms_nosuid | ms_noexec,
+          b'newinstance,ptmxmode=0666,mode=0620,gid=5')
+    os.mkdir(dev + '/shm', 0o755)
+    mount(b'shm', dev + '/shm', b'tmpfs', ms_nosuid | ms_nodev | ms_noexec, b'mode=1777,size=65536k')
+
+
 def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER exec <container_id> <command>
     import re
     need(args, 2, 'bocker_exec')
@@ -1219,9 +1351,12 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
         raise Exit(1)
     # nsenter joins the namespaces of that process: -m mount, -u uts, -i ipc,
     # -n net, -p pid (nsenter(1), setns(2)); chroot then enters its root.
+    # diverges (row 37): cgexec first puts it in the container's cgroups, so what
+    # exec starts is held to the container's limits (the bash's escaped them).
     # bash: nsenter -t "$cid" -m -u -i -n -p chroot "$container_path/$1"/merged "${@:2}"
-    return run('nsenter', '-t', cid, '-m', '-u', '-i', '-n', '-p',
-               *chroot('%s/%s/merged' % (container_path, uuid)), *args[1:], check=False)
+    return spawn_exec(['cgexec', '-g', '%s:%s' % (controllers(), uuid),
+                       'nsenter', '-t', cid, '-m', '-u', '-i', '-n', '-p',
+                       *chroot('%s/%s/merged' % (container_path, uuid)), *args[1:]])
 
 
 def bocker_logs(*args):  #HELP View logs from a container:\nBOCKER logs <container_id>
@@ -1232,7 +1367,7 @@ def bocker_logs(*args):  #HELP View logs from a container:\nBOCKER logs <contain
         say("No container named '%s' exists" % q(uuid))
         raise Exit(1)
     # bash: cat "$container_path/$1/$1.log"
-    sys.stdout.flush()
+    flush()
     try:
         with open('%s/%s/%s.log' % (container_path, uuid, uuid), 'rb') as f:
             sys.stdout.buffer.write(f.read())
@@ -1268,6 +1403,11 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
         # bash: mkdir "$overlay_path/$2" && cp -rf --reflink=auto "$container_path/$1"/merged/* "$overlay_path/$2" && sed -i "s/:.*$/:$(date +%Y%m%d-%H%M%S)/g" "$overlay_path/$2"/img.source
         os.mkdir(tmp)
         copy_tree(merged, tmp)
+        # /dev is the container's own tmpfs (enter()); an empty one here is the
+        # mount point run gave it, not a part of the image.
+        dev = tmp + '/dev'
+        if os.path.isdir(dev) and not os.path.islink(dev) and not os.listdir(dev):
+            os.rmdir(dev)
         # bash: sed -i "s/:.*$/:$(date +%Y%m%d-%H%M%S)/g" "$overlay_path/$2"/img.source
         import time
         stamp = time.strftime('%Y%m%d-%H%M%S')
@@ -1351,7 +1491,147 @@ def main(argv):
     except KeyboardInterrupt:
         return 130
     finally:
-        sys.stdout.flush()
+        flush()
+
+
+# --- Signals to a foreground run or exec ----------------------------------------
+# What a reader of the bash need not follow: how a ctrl-C, a `kill` or a closed
+# terminal ends a run or an exec without leaving a container behind.
+
+class Signals:
+    """SIGINT, SIGTERM and SIGHUP (signal(7)) to a foreground run or exec.
+    Before the container's command starts, one ends bocker with 128+N (run
+    takes back what it made). After, it is passed on to the command, which
+    gets BOCKER_STOP_TIMEOUT seconds (10, as `docker stop`) to end; then what
+    is left is killed. A second signal ends the grace at once. The wait loop
+    (tee(), spawn_exec()) selects on `wake` (signal.set_wakeup_fd) and calls
+    tick() after each wait."""
+
+    def __init__(self):
+        import signal
+        self.grace = number('STOP_TIMEOUT', '10')
+        self.signum = self.deadline = self.target = None
+        self.passed = False
+        self.wake, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(write_end)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self.handle)
+
+    def started(self, target, kill, what):
+        """The command runs: target() gives the pids a signal is passed on to,
+        kill() kills what is left."""
+        self.target, self.kill, self.what = target, kill, what
+
+    def handle(self, signum, _frame):
+        import time
+        if self.signum is not None:
+            self.deadline = 0                  # again: no more grace
+            return
+        self.signum, self.deadline = signum, time.monotonic() + self.grace
+        if self.target is None:
+            raise Exit(128 + signum)
+        if sys.stderr.isatty():
+            import signal
+            try:
+                sys.stderr.write('%s: %s: passed on to %s; killed in %d s (again: now)\n' % (
+                    os.path.basename(PROG), signal.Signals(signum).name, self.what, self.grace))
+            except OSError:                    # the terminal is gone
+                pass
+
+    def timeout(self):
+        """How long the wait loop may wait: for ever until a signal came,
+        then in short steps (the target may not exist yet; the grace ends)."""
+        return None if self.signum is None else 0.05
+
+    def tick(self):
+        import signal
+        import time
+        if self.signum is None:
+            return
+        try:
+            os.read(self.wake, 64)
+        except BlockingIOError:
+            pass
+        if not self.passed:
+            for pid in self.target():
+                try:
+                    os.kill(pid, self.signum)
+                    self.passed = True
+                except ProcessLookupError:
+                    pass
+        if time.monotonic() >= self.deadline:
+            self.kill(signal.SIGKILL)
+
+    @property
+    def code(self):
+        return 128 + self.signum if self.signum else None
+
+
+def kill_container(uuid, chain, sig):
+    """Kill what is left of a container: the chain bocker started (it may not
+    have reached the cgroup yet) and each process in the container's cgroup
+    (cgroups(7): cgroup.procs); called until the last is gone."""
+    victims = [proc.pid for proc in chain if proc.poll() is None]
+    try:
+        with open(cgroup_dir(uuid) + '/cgroup.procs') as f:
+            victims += [int(pid) for pid in f.read().split()]
+    except (OSError, TypeError):
+        pass
+    for pid in victims:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def spawn_exec(argv):
+    """Run exec's command chain in the foreground; its status (128+N for a
+    command killed by signal N, as a shell gives it). bocker becomes a child
+    subreaper (prctl(2): PR_SET_CHILD_SUBREAPER): if nsenter dies of a
+    terminal's ctrl-C, the command it started comes to us, so a signal still
+    reaches it and the grace still ends it."""
+    import ctypes
+    import select
+    signals = Signals()
+    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+    trace(argv)
+    flush()
+    proc = command(argv).popen(stdin=None, stdout=None, stderr=None)
+    me = os.getpid()
+
+    def commands():
+        return children(proc.pid) + [pid for pid in children(me) if pid != proc.pid]
+
+    def kill(sig):
+        for pid in commands() + ([proc.pid] if proc.poll() is None else []):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+    signals.started(commands, kill, 'the command')
+    pidfd = os.pidfd_open(proc.pid)
+    while proc.poll() is None or signals.code and commands():
+        select.select([pidfd, signals.wake], [], [], signals.timeout())
+        signals.tick()
+        reap([pid for pid in children(me) if pid != proc.pid])
+    os.close(pidfd)
+    code = proc.returncode
+    return signals.code or (128 - code if code < 0 else code)
+
+
+def children(pid):
+    """The processes whose parent is pid (proc(5): PPid in /proc/PID/status)."""
+    return [int(p) for p in os.listdir('/proc') if p.isdigit() and parent_of(p) == str(pid)]
+
+
+def reap(pids):
+    """Collect the orphans that came to us as a subreaper, once they end
+    (never the process Popen waits for: its status is the exec's)."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
 
 
 if __name__ == '__main__':

@@ -202,7 +202,8 @@ SCENARIOS = [
     S('run-several-words', [INIT, X('run', '{img1}', 'echo', 'several', 'words', 'here'), X('ps')]),
     S('run-writes-a-file', [INIT, X('run', '{img1}', 'echo data > /root/file; cat /root/file')]),
     S('run-inside-view',
-      [INIT, X('run', '{img1}', 'echo pid $$; cat /etc/hostname /etc/resolv.conf; id; ls /')]),
+      [INIT, X('run', '{img1}', 'echo pid $$; cat /etc/hostname /etc/resolv.conf; id; ls /')],
+      diverges=(38,)),
     S('run-network',
       [INIT, X('run', '{img1}', 'ip -o addr; ip route; ip -o link')]),
     S('run-ping-bridge',
@@ -244,7 +245,7 @@ SCENARIOS = [
        X('exec', '{ps1}', 'cat', '/etc/hostname'),
        X('exec', '{ps1}', 'sh', '-c', 'echo out; echo err >&2; exit 3'),
        WAIT, X('exec', '{ps1}', 'true')],
-      diverges=(1,)),
+      diverges=(1, 37)),
     # -- commit -------------------------------------------------------------------
     S('commit', [INIT, X('run', '{img1}', 'echo kept > /root/mark'), X('commit', '{ps1}', 'img_5'),
                  X('images'), X('run', 'img_5', 'cat /root/mark')]),
@@ -299,26 +300,41 @@ def _xtrace_word(word):
 
 
 def _enter_as_chroot(line):
-    """`PYTHON -S .../bocker.py __enter__ ROOT CMD...` (bocker.py's own last
-    step into a container: mounts /proc, chroot(2), drops capabilities) read
-    as the reference's `chroot ROOT CMD...`; in run the reference's
-    `/bin/sh -c CMD` mounted /proc itself: `/bin/sh -c '/bin/mount -t proc
-    proc /proc && CMD'`."""
+    """`PYTHON -I -S -c IMPORT DIR __enter__ ROOT CMD...` (bocker.py's own
+    last step into a container, imported from DIR: mounts /proc and /dev,
+    chroot(2), drops capabilities) read as the reference's `chroot ROOT
+    CMD...`; in run the reference's `/bin/sh -c CMD` mounted /proc itself:
+    `/bin/sh -c '/bin/mount -t proc proc /proc && CMD'`."""
     m = re.match(r'^(\++ )(.*)$', line)
     words = shlex.split(m.group(2))
-    for i in range(len(words) - 3):
-        if words[i + 1] == '-S' and words[i + 2].endswith('/bocker.py') and \
-                words[i + 3] == '__enter__':
-            words[i:i + 4] = ['chroot']
-            if words[0] == 'cgexec' and words[i + 2:i + 4] == ['/bin/sh', '-c']:
-                words[i + 4] = '/bin/mount -t proc proc /proc && ' + words[i + 4]
-            return m.group(1) + ' '.join(_xtrace_word(w) for w in words)
+    if '__enter__' not in words:
+        return line
+    j = words.index('__enter__')
+    if j < 5 or words[j - 4:j - 2] != ['-S', '-c'] or words[j - 5] != '-I':
+        return line
+    words[j - 6:j + 1] = ['chroot']
+    i = j - 6
+    if words[0] == 'cgexec' and words[i + 2:i + 4] == ['/bin/sh', '-c']:
+        words[i + 4] = '/bin/mount -t proc proc /proc && ' + words[i + 4]
+    return m.group(1) + ' '.join(_xtrace_word(w) for w in words)
+
+
+def _without_dev_mount_point(line):
+    """The empty /dev that run adds to a container's lower/ (and so to its
+    merged/) for an image without one: the mount point of the container's own
+    /dev tmpfs (and what the reference's commit of such a container copies).
+    The reference has none: the line is dropped (None). A /dev that holds
+    anything still shows in its entries."""
+    if re.fullmatch(r'd 0755 (containers/ps_[0-9]+/(lower|merged)|overlay/img_[0-9]+)/dev', line):
+        return None
     return line
 
 
 TRACE_READINGS = {
-    # name: (keywords of its DIVERGENCES.md row, the reading)
-    'bocker.py __enter__ in place of chroot': (('capabilit', '__enter__'), _enter_as_chroot),
+    # name: (keywords of its DIVERGENCES.md row, the reading, what it reads:
+    # 'trace' lines, or 'tree' lines of what a scenario left)
+    'bocker.py __enter__ in place of chroot': (('capabilit', '__enter__'), _enter_as_chroot, 'trace'),
+    'a /dev mount point in lower': (('/dev` gets the mount point',), _without_dev_mount_point, 'tree'),
 }
 
 
@@ -386,7 +402,7 @@ ID_RE = re.compile(r'(?<![A-Za-z0-9])(img|ps)_([0-9]+)')
 ADDR_RE = re.compile(r'(?:(?<=inet )|(?<=src ))172\.18\.0\.([0-9]+)\b|172\.18\.0\.([0-9]+)(?=/24)')
 MAC_RE = re.compile(r'02:42:ac:11:00?([0-9]):([0-9]{2})\b')
 LINK_LOCAL_RE = re.compile(r'fe80::42:acff:fe11:([0-9a-f]{1,4})(?=/64)')   # from the MAC
-NSENTER_RE = re.compile(r'^(\+ nsenter -t )[0-9]+', re.M)
+NSENTER_RE = re.compile(r'^(\+ (?:cgexec -g \S+ )?nsenter -t )[0-9]+', re.M)
 OVL_TEMP_RE = re.compile(r'(/work/work/)#[0-9a-f]+\b')   # overlayfs's own temporary names
 
 
@@ -578,7 +594,9 @@ class Runner:
         """One step's result; held: what the store held when it started."""
         err, trace = split_trace(err)
         if self.tool(step) == 'py':
-            for name, (_keywords, reading) in TRACE_READINGS.items():
+            for name, (_keywords, reading, what) in TRACE_READINGS.items():
+                if what != 'trace':
+                    continue
                 read = [reading(l) for l in trace]
                 if read != trace:
                     self.applied.add(name)
@@ -703,6 +721,13 @@ class Runner:
                    for rel, lines in self.tree(self.box.path(STORE), '')]
         for _key, lines in sorted(entries):
             doc += lines
+        if self.mode == 'py':
+            for name, (_keywords, reading, what) in TRACE_READINGS.items():
+                if what == 'tree':
+                    read = [l for l in (reading(l) for l in doc) if l is not None]
+                    if read != doc:
+                        self.applied.add(name)
+                    doc = read
         mountinfo = self.mountinfo()
         if STORE not in mountinfo or '/run/netns' not in mountinfo:
             raise SandboxBroken(self.sc.name)

@@ -372,6 +372,65 @@ else:
                 proc.wait()
             proc.stdout.close()
 
+    def test_exec_runs_in_the_containers_cgroup_and_its_memory_limit(img):
+        """exec joins the container's cgroup (cgexec -g cpu,memory:ps_N): its
+        /proc/self/cgroup is ps_N, and a 60 MB buffer is OOM-killed at 20 MB."""
+        before = ls(STORE + '/containers')
+        proc = subprocess.Popen([BOCKER, '--MEM_LIMIT=20', 'run', img, 'touch /tmp/ready; sleep 300'],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                env=env_for(), start_new_session=True)
+        try:
+            deadline = time.monotonic() + 120
+            uuid = None
+            while time.monotonic() < deadline and uuid is None:
+                for c in set(ls(STORE + '/containers')) - set(before):
+                    if os.path.exists('%s/containers/%s/merged/tmp/ready' % (STORE, c)):
+                        uuid = c
+                time.sleep(0.1)
+            assert uuid, 'the container did not start'
+            code, out, err = bocker('exec', uuid, 'cat', '/proc/self/cgroup')
+            cg = CGROOT + cgroup_line(out, uuid)
+            code, out, err = bocker('exec', uuid, 'dd', 'if=/dev/zero', 'of=/dev/null',
+                                    'bs=60M', 'count=1')
+            assert code == 137, (code, out, err)
+            events = dict(l.split() for l in read(cg + '/memory.events').splitlines())
+            assert int(events['oom_kill']) > 0, events
+            assert bocker('rm', uuid)[0] == 0
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def test_no_host_block_device_and_a_dev_of_its_own(img, tmp_path):
+        """A loop device of this VM over a file of known bytes: a node the
+        container makes, or one its image ships, neither reads nor writes it;
+        the container's /dev holds the usual character devices."""
+        backing = tmp_path / 'disk'
+        backing.write_bytes(b'HOSTDISK' * 8192)
+        made = subprocess.run(['losetup', '--find', '--show', str(backing)],
+                              capture_output=True, text=True)
+        assert made.returncode == 0, made.stderr
+        dev = made.stdout.strip()
+        try:
+            rdev = os.stat(dev).st_rdev
+            os.mknod(STORE + '/overlay/%s/disk' % img, 0o600 | 0o60000, rdev)
+            uuid, _code, out, _err = run_container(
+                img, 'mknod /tmp/d b %d %d; echo mknod=$?; head -c 8 /disk; echo head=$?; '
+                     'echo W | dd of=/disk conv=notrunc; echo dd=$?; '
+                     'stat -c "%%n %%t %%T %%a" /dev/null /dev/zero /dev/urandom /dev/tty; '
+                     'ls /dev/pts /dev/shm > /dev/null && echo devs=ok'
+                     % (os.major(rdev), os.minor(rdev)))
+            assert 'mknod=1' in out and 'head=1' in out and 'dd=1' in out, out
+            assert 'HOSTDISK' not in out
+            for line in ('/dev/null 1 3 666', '/dev/zero 1 5 666', '/dev/urandom 1 9 666',
+                         '/dev/tty 5 0 666', 'devs=ok'):
+                assert line in out.splitlines(), out
+            assert backing.read_bytes() == b'HOSTDISK' * 8192
+        finally:
+            os.unlink(STORE + '/overlay/%s/disk' % img)
+            subprocess.run(['losetup', '-d', dev])
+
     def test_logs_hold_the_output_with_the_cgroup(img):
         uuid, _code, out, _err = run_container(img, 'echo hello-v2; cat /proc/self/cgroup')
         code, logs, err = bocker('logs', uuid)
