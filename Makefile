@@ -8,7 +8,7 @@ PY := .venv/bin/python
 APT_PKGS := iproute2 util-linux mount cgroup-tools busybox-static jq uuid-runtime \
             coreutils tar python3 python3-venv docker-registry openssl \
             iptables nftables procps time qemu-system-x86 linux-image-amd64 \
-            podman skopeo chromium
+            podman skopeo docker.io runc chromium
 
 .PHONY: deps os-deps demo test bench clean side-by-side
 
