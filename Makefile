@@ -4,7 +4,8 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 # Debian/Ubuntu packages: what bocker needs on its host, and what the tests use
-# (chromium: tests/test_side_by_side.py loads the side-by-side page headless).
+# (chromium: tests/test_side_by_side.py loads the side-by-side page headless;
+# docker.io, runc: tests/test_engines.py runs exported images in Docker and podman).
 APT_PKGS := iproute2 util-linux mount cgroup-tools busybox-static jq uuid-runtime \
             coreutils tar python3 python3-venv docker-registry openssl \
             iptables nftables procps time qemu-system-x86 linux-image-amd64 \

@@ -3,20 +3,18 @@
 RUN what compat/export-image writes, and bocker pulls what they save.
 
 All of it in one sandbox for the module (tests/sandbox.py, engines=True: its
-own cgroups in every controller runc uses, its own /run and
-/var/lib/containers), which starts one dockerd of its own (data root, exec
-root, socket and pid file in the module's temporary directory; never the
-host's daemon or socket) and stops it at the end, and checks that nothing is
-left running. podman keeps its storage there too (vfs, --root/--runroot), runs
-containers with runc and cgroupfs, and logs to files.
-Needs root, docker.io, runc, podman, skopeo and docker-registry (make test
-installs them)."""
+own cgroups in every controller runc uses, its own /run, /var/lib/containers
+and /etc/docker), which starts one dockerd of its own (data root, exec root,
+socket and pid file in the module's temporary directory; never the host's
+daemon or socket) and stops it at the end, and checks that nothing is left
+running. podman keeps its storage there too (vfs, --root/--runroot), runs
+containers with runc and cgroupfs, and logs events to a file (tests/engines.py
+says how both are run). Needs root, docker.io, runc, podman, skopeo and
+docker-registry (make test installs them)."""
 import hashlib
 import os
 import re
-import resource
 import shutil
-import signal
 import stat
 import subprocess
 import time
@@ -25,14 +23,12 @@ import pytest
 
 from conftest import ROOT, STORE, Box
 from sandbox import Sandbox
-from test_export_image import Podman, tree
+import engines
+from test_export_image import tree
 from test_pull import Registry, _start, pull
 
 EXPORT = os.path.join(ROOT, 'compat', 'export-image')
 OVERLAY = STORE + '/overlay'
-# The docker.io package's client, of the daemon's version (another docker CLI
-# may come first on PATH).
-DOCKER = '/usr/bin/docker'
 NAME = 'localhost/bocker-rich:v1'          # localhost/: no engine looks on Docker Hub
 COMMITTED = 'localhost/bocker-committed:v1'
 
@@ -174,65 +170,37 @@ def assert_hard_link(theirs, inodes):
     assert theirs['srv/file'][3] == theirs['srv/hard'][3] == 2, theirs['srv/file']
 
 
-class Docker:
-    """One dockerd of our own in the sandbox: everything it keeps in one
-    directory, no iptables, no bridge (containers run with --network none),
-    vfs storage (no overlay mounts of its own). It starts its own containerd
-    (no --containerd given), whose state lives under the exec root."""
+class Docker(engines.Dockerd):
+    """engines.Dockerd in the test's sandbox, with the tests' runners."""
 
     def __init__(self, box, top):
-        assert os.path.exists(DOCKER) and shutil.which('dockerd'), \
-            'needs docker.io (apt-get install docker.io; make test does)'
-        self.box, self.top = box, top
-        self.sock = 'unix://%s/docker.sock' % top
-        argv = ['dockerd', '--data-root', '%s/data' % top, '--exec-root', '%s/exec' % top,
-                '-H', self.sock, '--pidfile', '%s/docker.pid' % top,
-                '--iptables=false', '--ip6tables=false', '--bridge=none',
-                '--storage-driver=vfs']
-        self.log = open('%s/dockerd.log' % top, 'wb')
-        self.proc = box.popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while self('version').code != 0:
-            assert self.proc.poll() is None and time.monotonic() < deadline, self.logged()
-            time.sleep(0.2)
-        self.children = []                               # its containerd
-        for task in os.listdir('/proc/%d/task' % self.proc.pid):
-            with open('/proc/%d/task/%s/children' % (self.proc.pid, task)) as f:
-                self.children += [int(p) for p in f.read().split()]
+        self.box = box
+        super().__init__(top, sandbox=box.sb)
 
     def __call__(self, *args, **kw):
-        return self.box._run([DOCKER, '-H', self.sock, *args], **kw)
+        return self.box._run(self.docker + list(args), **kw)
 
     def sh(self, script, *args):
         """A shell line, $D standing for this docker."""
-        return self.box._run(['sh', '-c', script, 'sh', *args],
-                             env={'D': '%s -H %s' % (DOCKER, self.sock)})
-
-    def logged(self):
-        with open('%s/dockerd.log' % self.top, 'rb') as f:
-            return f.read()[-3000:].decode('utf-8', 'replace')
-
-    def stop(self):
-        """SIGTERM, as systemd stops it; then its containerd, which dockerd
-        signals as it goes but does not wait for."""
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=60)
-        self.log.close()
-        for pid in self.children:
-            for _ in range(300):
-                if not alive(pid):
-                    break
-                time.sleep(0.1)
-        return [pid for pid in self.children if alive(pid)]
+        return self.box._run(['sh', '-c', script, 'sh', *args], env={'D': ' '.join(self.docker)})
 
 
-def alive(pid):
-    """Whether pid runs (and is not a zombie waiting for its parent)."""
-    try:
-        with open('/proc/%d/stat' % pid) as f:
-            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except FileNotFoundError:
-        return False
+class Podman:
+    """engines.podman in the test's sandbox."""
+
+    def __init__(self, box, top, runroot):
+        assert shutil.which('podman'), 'needs podman (apt-get install podman; make test does)'
+        self.box, self.top = box, top
+        self.argv, self.env = engines.podman(top, runroot)
+
+    def __call__(self, *args, script=None):
+        if script is not None:             # a shell line: $P stands for podman
+            return self.box._run(['sh', '-c', script, 'sh', *args],
+                                 env=dict(self.env, P=' '.join(self.argv)))
+        return self.box._run(self.argv + list(args), env=self.env)
+
+    def run(self, *args):
+        return self(*engines.podman_run(), *args)
 
 
 def left_running(box):
@@ -278,24 +246,8 @@ def docker(ebox, tmp_path_factory):
 def podman(ebox, tmp_path_factory):
     # the runroot in the sandbox's own /run (podman wants at most 50 characters)
     p = Podman(ebox, tmp_path_factory.mktemp('podman'), '/run/bocker-podman')
-    p.argv += ['--runtime', 'runc',                  # crun refuses hybrid cgroups
-               '--network-config-dir', str(p.top / 'networks')]
     yield p
     assert [m for m in ebox.mounts() if m.startswith(str(p.top))] == []
-
-
-def podman_run(p, *args):
-    """podman run --rm, within this machine's limits: root here may lack
-    CAP_SYS_RESOURCE, so podman's default RLIMIT_NOFILE and RLIMIT_NPROC
-    (1048576) cannot be set; give the hard limits instead, and nproc at
-    most 32768, what podman 4 sets its own RLIMIT_NPROC to at start (seen
-    with strace), which its containers cannot exceed (getrlimit(2))."""
-    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
-    nproc = 32768 if nproc == resource.RLIM_INFINITY else min(nproc, 32768)
-    return p('run', '--rm', '--network', 'none', '--pull', 'never', '--log-driver', 'none',
-             '--ulimit', 'nofile=%d:%d' % (nofile, nofile),
-             '--ulimit', 'nproc=%d:%d' % (nproc, nproc), *args)
 
 
 @pytest.fixture(scope='module')
@@ -366,7 +318,7 @@ def test_podman_runs_the_exported_image(ebox, podman, images):
     img, path = images[NAME]
     r = ok(podman(EXPORT, img, NAME, script='"$1" "$2" "$3" | $P load'))
     assert 'Loaded image: %s\n' % NAME in r.out, r
-    r = ok(podman_run(podman, NAME, '/bin/sh', '-c', LISTING))
+    r = ok(podman.run(NAME, '/bin/sh', '-c', LISTING))
     theirs, inodes = assert_same_tree(r.out, ebox.path('%s/%s' % (OVERLAY, img)))
     assert_rich(theirs, inodes)
     assert_hard_link(theirs, inodes)
@@ -376,7 +328,7 @@ def test_podman_runs_the_committed_image(ebox, podman, images):
     img, path = images[COMMITTED]
     r = ok(podman('load', '-i', path))
     assert 'Loaded image: %s\n' % COMMITTED in r.out, r
-    r = ok(podman_run(podman, COMMITTED, '/bin/sh', '-c', LISTING))
+    r = ok(podman.run(COMMITTED, '/bin/sh', '-c', LISTING))
     theirs, inodes = assert_same_tree(r.out, ebox.path('%s/%s' % (OVERLAY, img)))
     assert 'srv/doomed' not in theirs and theirs['srv/new-file'][5] == \
         hashlib.sha256(b'fresh\n').hexdigest()
