@@ -55,12 +55,14 @@ golden: deps
 # The benchmark: bocker.py against the reference, interleaved, in one sandbox.
 # The store is a directory on disk, as on a real host, not the tests' tmpfs
 # (BENCH_STORE=tmpfs: a tmpfs). The distribution tree (debootstrap minbase
-# bookworm, about 6,800 entries) is made once, outside the project, in BENCH_TREE.
+# bookworm, about 6,800 entries) is made once, outside the project, in BENCH_TREE
+# (debootstrap mounts /proc and /sys in it while it works: in a mount namespace
+# of its own, so they never show on the host).
 BENCH_TREE ?= /var/cache/bocker-bench/bookworm-minbase
 BENCH_STORE ?= disk
 bench: deps $(BENCH_TREE)
 	store=$$(mktemp -d /var/tmp/bocker-bench.XXXXXX) && \
-	BENCH_TREE=$(BENCH_TREE) $(PY) tests/sandbox.py \
+	BENCH_TREE=$(BENCH_TREE) $(PY) tests/sandbox.py --engines \
 		$$([ "$(BENCH_STORE)" = tmpfs ] || echo --store-dir $$store) -- $(PY) tests/bench.py; \
 	status=$$?; rm -rf $$store; exit $$status
 
@@ -68,7 +70,8 @@ $(BENCH_TREE):
 	command -v debootstrap > /dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; }
 	rm -rf $@.tmp && mkdir -p $(dir $@) && \
-	debootstrap --variant=minbase bookworm $@.tmp http://deb.debian.org/debian && mv $@.tmp $@
+	unshare --mount --propagation private \
+		debootstrap --variant=minbase bookworm $@.tmp http://deb.debian.org/debian && mv $@.tmp $@
 
 # The cgroup v2 tests alone, in a VM that boots a v2 only kernel (tests/vm.py),
 # the guest's output on the terminal. `make test` runs them too (one outer test).

@@ -43,7 +43,8 @@ class Dockerd:
         self.sock = 'unix://%s/docker.sock' % self.top
         self.docker = [DOCKER, '-H', self.sock]          # the client, for this daemon
         popen = sandbox.popen if sandbox else subprocess.Popen
-        run = sandbox.run if sandbox else subprocess.run
+        self._run = run = sandbox.run if sandbox else subprocess.run
+        self._mountinfo = '/proc/%s/mountinfo' % (sandbox.holder.pid if sandbox else 'self')
         self.log = open(os.path.join(self.top, 'dockerd.log'), 'wb')
         self.proc = popen(['dockerd', '--data-root', self.top + '/data',
                            '--exec-root', self.top + '/exec', '-H', self.sock,
@@ -80,6 +81,12 @@ class Dockerd:
                 if not alive(pid):
                     break
                 time.sleep(0.1)
+        # Where the data root lies on a private mount, dockerd bind-mounts it
+        # onto itself to make it rshared (mount_namespaces(7), shared
+        # subtrees), and leaves that mount when it stops.
+        with open(self._mountinfo) as f:
+            if any(line.split()[4] == self.top + '/data' for line in f):
+                self._run(['umount', self.top + '/data'], check=True)
         return [pid for pid in getattr(self, 'children', []) if alive(pid)]
 
 
