@@ -97,8 +97,11 @@ def listing(out):
 
 
 def expected(top):
-    """The same view of an image in bocker's store, and its hard-link groups."""
-    out, inodes = {}, {}
+    """The same view of an image in bocker's store, and its hard-link groups.
+    A link count is the number of the image's names for the inode: what its
+    layer can carry (the store's own count also has links from elsewhere:
+    containers' lower layers hold hard links to their image's files)."""
+    out, inodes, names = {}, {}, {}
     for dirpath, dirs, files in os.walk(top):
         for n in dirs + files:
             p = os.path.join(dirpath, n)
@@ -113,9 +116,13 @@ def expected(top):
             elif stat.S_ISLNK(st.st_mode):
                 what = os.readlink(p)
             isdir = stat.S_ISDIR(st.st_mode)
-            out[rel] = (st.st_mode, st.st_uid, st.st_gid, None if isdir else st.st_nlink,
-                        None if isdir else int(st.st_mtime), what)
-            inodes.setdefault(st.st_ino, set()).add(rel)
+            mtime = None if isdir else int(st.st_mtime)
+            out[rel] = (st.st_mode, st.st_uid, st.st_gid, None, mtime, what)
+            if not isdir:
+                names[rel] = st.st_ino
+                inodes.setdefault(st.st_ino, set()).add(rel)
+    for rel, ino in names.items():
+        out[rel] = out[rel][:3] + (len(inodes[ino]),) + out[rel][4:]
     return out, links([g for g in inodes.values() if len(g) > 1])
 
 
