@@ -21,7 +21,8 @@ under bocker.py's, its time in the bocker.py column, its ratio to the
 reference. They need the sandbox's engines=True (the Makefile passes
 --engines): dockerd wants cgroups of its own in every controller.
 
-Run inside a sandbox (the Makefile does): python3 tests/sandbox.py -- python3 tests/bench.py
+Run inside a sandbox (the Makefile does):
+    python3 tests/sandbox.py --engines -- python3 tests/bench.py
 A benchmark, not a test: nothing here asserts a time.
 """
 import os
