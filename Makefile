@@ -4,11 +4,12 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 # Debian/Ubuntu packages: what bocker needs on its host, and what the tests use
-# (chromium: tests/test_side_by_side.py loads the side-by-side page headless).
+# (chromium: tests/test_side_by_side.py loads the side-by-side page headless;
+# docker.io, runc: tests/test_engines.py runs exported images in Docker and podman).
 APT_PKGS := iproute2 util-linux mount cgroup-tools busybox-static jq uuid-runtime \
             coreutils tar python3 python3-venv docker-registry openssl \
             iptables nftables procps time qemu-system-x86 linux-image-amd64 \
-            podman skopeo chromium
+            podman skopeo docker.io runc chromium
 
 .PHONY: deps os-deps demo test bench clean side-by-side
 
@@ -56,13 +57,15 @@ golden: deps
 # (BENCH_STORE=tmpfs: a tmpfs). The distribution tree (debootstrap minbase
 # bookworm, about 6,800 entries) is made once, outside the project, in BENCH_TREE,
 # from the Debian archive this host's apt uses (tests/debian_mirror.py reads
-# /etc/apt/sources.list and sources.list.d/), or from BENCH_MIRROR=URL.
+# /etc/apt/sources.list and sources.list.d/), or from BENCH_MIRROR=URL
+# (debootstrap mounts /proc and /sys in it while it works: in a mount namespace
+# of its own, so they never show on the host).
 BENCH_TREE ?= /var/cache/bocker-bench/bookworm-minbase
 BENCH_STORE ?= disk
 BENCH_MIRROR ?=
 bench: deps $(BENCH_TREE)
 	store=$$(mktemp -d /var/tmp/bocker-bench.XXXXXX) && \
-	BENCH_TREE=$(BENCH_TREE) $(PY) tests/sandbox.py \
+	BENCH_TREE=$(BENCH_TREE) $(PY) tests/sandbox.py --engines \
 		$$([ "$(BENCH_STORE)" = tmpfs ] || echo --store-dir $$store) -- $(PY) tests/bench.py; \
 	status=$$?; rm -rf $$store; exit $$status
 
@@ -71,7 +74,8 @@ $(BENCH_TREE):
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; }
 	mirror=$(or $(BENCH_MIRROR),$$(python3 tests/debian_mirror.py)) && \
 	rm -rf $@.tmp && mkdir -p $(dir $@) && \
-	debootstrap --variant=minbase bookworm $@.tmp "$$mirror" && mv $@.tmp $@
+	unshare --mount --propagation private \
+		debootstrap --variant=minbase bookworm $@.tmp "$$mirror" && mv $@.tmp $@
 
 # The cgroup v2 tests alone, in a VM that boots a v2 only kernel (tests/vm.py),
 # the guest's output on the terminal. `make test` runs them too (one outer test).

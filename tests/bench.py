@@ -13,7 +13,16 @@ system command, download-frozen-image-v2, alone.
 The distribution tree is `debootstrap --variant=minbase bookworm`, cached
 outside the project (BENCH_TREE, made by `make bench` when missing).
 
-Run inside a sandbox (the Makefile does): python3 tests/sandbox.py -- python3 tests/bench.py
+Peers, timed in the same rounds as `run, busybox image`: `docker run --rm
+--network none` (a dockerd of the bench's own) and `podman run --rm` (runc,
+vfs, --network none) of the same image, exported by compat/export-image and
+loaded into each (tests/engines.py says how they are run). Each gets a row
+under bocker.py's, its time in the bocker.py column, its ratio to the
+reference. They need the sandbox's engines=True (the Makefile passes
+--engines): dockerd wants cgroups of its own in every controller.
+
+Run inside a sandbox (the Makefile does):
+    python3 tests/sandbox.py --engines -- python3 tests/bench.py
 A benchmark, not a test: nothing here asserts a time.
 """
 import os
@@ -90,12 +99,17 @@ def rm(which, name):
                    stderr=subprocess.DEVNULL, env=ENV)
 
 
-def bench(name, op, cleanup=None, rounds=ROUNDS, floor=None, floor_cleanup=None):
+def bench(name, op, cleanup=None, rounds=ROUNDS, floor=None, floor_cleanup=None,
+          peers=None):
     """op(which) -> (seconds, rss); interleaved rounds; floor() -> seconds, timed
-    in the same rounds. BENCH_ONLY=WORD: only the rows whose name has WORD."""
+    in the same rounds; peers: {label: () -> seconds}, each timed in the same
+    rounds too, after bocker.py, and given a row of its own.
+    BENCH_ONLY=WORD: only the rows whose name has WORD."""
     if os.environ.get('BENCH_ONLY', '') not in name:
         return ''
+    peers = peers() if callable(peers) else (peers or {})
     times = {'ref': [], 'py': [], 'floor': []}
+    times.update({label: [] for label in peers})
     rss = []
     for _ in range(rounds):
         for which in ('ref', 'py', 'floor'):
@@ -111,6 +125,8 @@ def bench(name, op, cleanup=None, rounds=ROUNDS, floor=None, floor_cleanup=None)
                 rss.append(m)
             if cleanup:
                 cleanup(which)
+        for label, peer in peers.items():
+            times[label].append(peer())
     ref, py = statistics.median(times['ref']), statistics.median(times['py'])
     target = TARGETS.get(name)
     verdict = '' if target is None else '≤ %s — %s' % (target, 'met' if py / ref <= target
@@ -119,6 +135,11 @@ def bench(name, op, cleanup=None, rounds=ROUNDS, floor=None, floor_cleanup=None)
     row = '| %s | %.3f | %.3f | %.2f | %s | %s | %d |' % (name, ref, py, py / ref, verdict, fl,
                                                          max(rss) // 1024)
     print(row, flush=True)
+    for label in peers:
+        t = statistics.median(times[label])
+        peer_row = '| ↳ %s | %.3f | %.3f | %.2f | | | |' % (label, ref, t, t / ref)
+        print(peer_row, flush=True)
+        row += '\n' + peer_row
     return row
 
 
@@ -132,6 +153,54 @@ def attempt(op, which):
             if which != 'ref' or tries == 2:
                 raise SystemExit(str(e))
             sys.stderr.write('%s; trying again\n' % str(e).split('\n')[0])
+
+
+def timed_peer(argv, env=None):
+    """Seconds of a peer engine's command (no output kept)."""
+    t = time.perf_counter()
+    r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       env=dict(ENV, **(env or {})))
+    elapsed = time.perf_counter() - t
+    if r.returncode:
+        raise SystemExit('bench: peer %s failed: %s' % (argv, r.stderr.decode()[-500:]))
+    return elapsed
+
+
+class Peers:
+    """dockerd and podman with everything under the store's filesystem
+    (STORE/peers, as the images and containers they are compared with), the
+    busybox image loaded into both from compat/export-image. Call it for the
+    {label: () -> seconds} of bench(); close() stops dockerd and removes it all."""
+
+    def __init__(self, img):
+        self.img, self.top, self.dockerd = img, STORE + '/peers', None
+
+    def __call__(self):
+        import engines
+        name = 'localhost/bench-busybox:v1'
+        os.makedirs(self.top + '/docker')
+        try:
+            self.dockerd = engines.Dockerd(self.top + '/docker')
+        except RuntimeError as e:
+            raise SystemExit('bench: %s' % e)
+        podman, env = engines.podman(self.top + '/podman', '/run/bocker-bench-podman')
+        tar = self.top + '/image.tar'
+        with open(tar, 'wb') as f:
+            subprocess.run([os.path.join(ROOT, 'compat', 'export-image'), self.img, name],
+                           stdout=f, check=True, env=ENV)
+        for load in (self.dockerd.docker + ['load', '-q', '-i', tar],
+                     podman + ['load', '-q', '-i', tar]):
+            subprocess.run(load, stdout=subprocess.DEVNULL, check=True, env=dict(ENV, **env))
+        docker_run = self.dockerd.docker + ['run', '--rm', '--network', 'none', name, 'true']
+        podman_run = podman + engines.podman_run() + [name, 'true']
+        return {'docker run --rm --network none (vfs)': lambda: timed_peer(docker_run),
+                'podman run --rm --network none (runc, vfs)': lambda: timed_peer(podman_run,
+                                                                                 env)}
+
+    def close(self):
+        if self.dockerd:
+            self.dockerd.stop()
+        subprocess.run(['rm', '-rf', self.top], check=True)
 
 
 def make_images(work):
@@ -228,12 +297,17 @@ def main():
             op.last = new_ids(before, 'ps')[0]
             return t, m
         return op
-    for img, name in ((small_img, 'run, busybox image'), (big_img, 'run, 200 MB image'),
-                      (tree_img, 'run, distribution tree')):
-        op = run_op(img)
-        floor, floor_cleanup = floor_run(img)
-        rows.append(bench(name, op, cleanup=lambda which, op=op: rm(which, op.last),
-                          floor=floor, floor_cleanup=floor_cleanup))
+    peers = Peers(small_img)
+    try:
+        for img, name in ((small_img, 'run, busybox image'), (big_img, 'run, 200 MB image'),
+                          (tree_img, 'run, distribution tree')):
+            op = run_op(img)
+            floor, floor_cleanup = floor_run(img)
+            rows.append(bench(name, op, cleanup=lambda which, op=op: rm(which, op.last),
+                              floor=floor, floor_cleanup=floor_cleanup,
+                              peers=peers if img == small_img else None))
+    finally:
+        peers.close()
 
     for src, name in ((big, 'init, 200 MB'), (TREE, 'init, distribution tree')):
         def init_op(which, src=src):
@@ -284,7 +358,10 @@ def main():
                           cleanup=lambda w: rm(w, pull_op.last), floor=pull_floor))
     finally:
         handle.stop()
-    print('\nmeasured on: %s, %d cores, %s, Python %s; %d rounds, medians; store: %s' % (
+    print('\n↳: a peer engine, timed in the same rounds as the row above (its time in the '
+          'bocker.py column, its ratio to the reference); the peers run without a network, '
+          'bocker.py and the reference make a veth pair and a netns')
+    print('measured on: %s, %d cores, %s, Python %s; %d rounds, medians; store: %s' % (
         platform.node(), os.cpu_count(), platform.release(), platform.python_version(), ROUNDS,
         store_kind()))
 

@@ -12,13 +12,20 @@ test and demo runs inside a sandbox made here, so none of that reaches the host:
   mounted again;
 - cgroup namespace (cgroup_namespaces(7)) rooted at a cgroup made for this
   sandbox under the caller's own, so `cgcreate -g cpu,cpuacct,memory:/ps_N`
-  nests there instead of at the host's root.
+  nests there instead of at the host's root. With engines=True (`--engines`)
+  the sandbox has its own cgroup in every v1 controller a container engine
+  uses (devices, pids, freezer, blkio, cpuset too: dockerd refuses to start
+  without the devices controller, runc puts each container in all of them),
+  and only those are mounted, so dockerd's and podman's cgroups nest there too.
+  Such a sandbox also has its own tmpfs on /run, /var/lib/containers and
+  /etc/docker, where the engines keep state at fixed paths.
 
 A holder process keeps the namespaces alive; commands join them with nsenter(1)
 after moving into the sandbox's cgroups. Closing the sandbox kills every process
 left in those cgroups (containers included) and removes the cgroups, and so
 leaves the host as it was (but for the empty mount points /var/lib/bocker and
-/run/netns, which stay: removing one would detach another sandbox's tmpfs).
+/run/netns, and /var/lib/containers and /etc/docker with engines=True, which
+stay: removing one would detach another sandbox's tmpfs).
 
 Flavours of the same private host:
 - 'sandbox': a fresh sysfs, so /sys/class/net shows the sandbox's own links;
@@ -28,7 +35,7 @@ Flavours of the same private host:
   /sys/fs/cgroup are mounted again (so cgroups still nest in the sandbox's).
   Code that reads the network through /sys breaks here, as it would for users.
 
-CLI:  tests/sandbox.py [--no-br1] [--flavour sandbox|unshare]
+CLI:  tests/sandbox.py [--no-br1] [--flavour sandbox|unshare] [--engines]
                        [--store-size SIZE | --store-dir DIR] -- COMMAND [ARG...]
 """
 import argparse
@@ -39,12 +46,15 @@ import sys
 import time
 
 CONTROLLERS = ('cpu', 'cpuacct', 'memory')   # what bocker's cgroups use
+# what dockerd and runc use besides (cgroups(7) lists the v1 controllers)
+ENGINE_CONTROLLERS = CONTROLLERS + ('cpuset', 'devices', 'freezer', 'blkio', 'pids')
+ENGINE_DIRS = ('/var/lib/containers', '/etc/docker')   # see _inside
 STORE = '/var/lib/bocker'
 NETNS_DIR = '/run/netns'
 FLAVOURS = ('sandbox', 'unshare')
 
 
-def _v1_hierarchies():
+def _v1_hierarchies(controllers=CONTROLLERS):
     """{controller: (mount point, super options)} of the host's cgroup v1 mounts."""
     found = {}
     with open('/proc/self/mountinfo') as f:
@@ -55,7 +65,7 @@ def _v1_hierarchies():
                 continue
             mnt = left.split()[4]
             for opt in opts.split(','):
-                if opt in CONTROLLERS:
+                if opt in controllers:
                     found[opt] = (mnt, opts)
     return found
 
@@ -73,10 +83,13 @@ def _own_cgroup(controller):
 class Sandbox:
     """One private host. Use as a context manager; run commands with .run()."""
 
-    def __init__(self, br1=True, store_size=None, store_dir=None, flavour='sandbox'):
+    def __init__(self, br1=True, store_size=None, store_dir=None, flavour='sandbox',
+                 engines=False):
         if flavour not in FLAVOURS:
             raise ValueError('unknown sandbox flavour %r' % flavour)
         self.br1 = br1
+        self.engines = engines
+        self.controllers = ENGINE_CONTROLLERS if engines else CONTROLLERS
         self.flavour = flavour
         self.store_size = store_size
         self.store_dir = store_dir
@@ -86,22 +99,30 @@ class Sandbox:
 
     # -- life cycle ---------------------------------------------------------
     def __enter__(self):
-        hier = _v1_hierarchies()
-        missing = [c for c in CONTROLLERS if c not in hier]
+        hier = _v1_hierarchies(self.controllers)
+        missing = [c for c in self.controllers if c not in hier]
         if missing:
             raise RuntimeError('sandbox needs cgroup v1 controllers: %s' % ','.join(missing))
         seen = set()
-        for ctrl in CONTROLLERS:
-            mnt, _opts = hier[ctrl]
+        for ctrl in self.controllers:
+            mnt, opts = hier[ctrl]
             if mnt in seen:
                 continue
             seen.add(mnt)
             path = os.path.join(mnt + _own_cgroup(ctrl), self.name)
             os.mkdir(path)
             self.cgroup_dirs.append(path)
+            if 'cpuset' in opts.split(','):
+                # a new v1 cpuset has no cpus and no memory nodes, and takes
+                # no task until it has both: its parent's (cpuset(7))
+                for knob in ('cpuset.cpus', 'cpuset.mems'):
+                    with open(os.path.join(os.path.dirname(path), knob)) as f:
+                        value = f.read()
+                    with open(os.path.join(path, knob), 'w') as f:
+                        f.write(value)
         # Mount points for the private tmpfs. They stay (empty) afterwards:
         # removing one would detach the tmpfs of a sandbox running beside us.
-        for d in (STORE, NETNS_DIR):
+        for d in (STORE, NETNS_DIR) + (ENGINE_DIRS if self.engines else ()):
             os.makedirs(d, exist_ok=True)
         args = [sys.executable, os.path.abspath(__file__), '--inside']
         if not self.br1:
@@ -111,6 +132,8 @@ class Sandbox:
         if self.store_dir:
             args += ['--store-dir', self.store_dir]
         args += ['--flavour', self.flavour]
+        if self.engines:
+            args.append('--engines')
         self.holder = subprocess.Popen(
             ['unshare', '--net', '--mount', '--cgroup', '--propagation', 'private', '--'] + args,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=self._join)
@@ -191,7 +214,7 @@ def _sh(*argv):
     subprocess.run(argv, check=True)
 
 
-def _inside(br1, store_size, store_dir=None, flavour='sandbox'):
+def _inside(br1, store_size, store_dir=None, flavour='sandbox', engines=False):
     """Runs as the holder, already in the new namespaces: build the private host."""
     # 'sandbox': a sysfs for this network namespace. 'unshare': the host's sysfs
     # stays, as in a plain `unshare --net --mount` shell.
@@ -219,6 +242,16 @@ def _inside(br1, store_size, store_dir=None, flavour='sandbox'):
         _sh('mount', '-t', 'tmpfs', *size, 'bocker', STORE)
     os.makedirs(STORE + '/overlay')
     os.makedirs(STORE + '/containers')
+    if engines:
+        # The engines' fixed paths, private to the sandbox and gone with it:
+        # /run (containerd's shim sockets in /run/containerd/s, runc's
+        # /run/runc, /run/docker, /run/containers), the blob cache
+        # /var/lib/containers/cache of podman and skopeo, and /etc/docker
+        # (dockerd writes its key.json there, and would read a daemon.json).
+        _sh('mount', '-t', 'tmpfs', '-o', 'mode=755', 'run', '/run')
+        os.makedirs(NETNS_DIR)
+        for d in ENGINE_DIRS:
+            _sh('mount', '-t', 'tmpfs', '-o', 'mode=755', 'engine', d)
     _sh('mount', '-t', 'tmpfs', 'netns', NETNS_DIR)
     _sh('ip', 'link', 'set', 'lo', 'up')
     if br1:
@@ -244,12 +277,14 @@ def main():
                     help="'unshare' keeps the caller's /sys, as a plain unshare shell does")
     ap.add_argument('--store-dir', help='bind-mount this (empty) directory on /var/lib/bocker '
                     'instead of a tmpfs')
+    ap.add_argument('--engines', action='store_true',
+                    help='cgroups of its own in every controller docker and podman use')
     ap.add_argument('command', nargs='*')
     a = ap.parse_args()
     if a.inside:
         # Still the host's mounts here: read the hierarchies before replacing them.
-        _HOST_HIER = _v1_hierarchies()
-        _inside(not a.no_br1, a.store_size, a.store_dir, a.flavour)
+        _HOST_HIER = _v1_hierarchies(ENGINE_CONTROLLERS if a.engines else CONTROLLERS)
+        _inside(not a.no_br1, a.store_size, a.store_dir, a.flavour, a.engines)
         sys.stdout.write('ready\n')
         sys.stdout.flush()
         sys.stdin.read()          # hold the namespaces until the owner closes stdin
@@ -257,7 +292,7 @@ def main():
     if not a.command:
         ap.error('a command is needed')
     with Sandbox(br1=not a.no_br1, store_size=a.store_size, store_dir=a.store_dir,
-                 flavour=a.flavour) as sb:
+                 flavour=a.flavour, engines=a.engines) as sb:
         return sb.run(a.command).returncode
 
 

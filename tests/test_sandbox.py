@@ -4,7 +4,7 @@ import os
 import subprocess
 
 from conftest import BOCKER, Box
-from sandbox import Sandbox
+from sandbox import ENGINE_CONTROLLERS, Sandbox
 
 
 def host_state():
@@ -57,3 +57,28 @@ def test_the_sandbox_is_private(busybox):
         assert box.sh('ip -o -4 addr show br1').out.split()[3] == '172.18.0.1/24'
         assert box.images() == [] and box.containers() == []
     assert not any(p.startswith('/var/lib/bocker') for p in host_state()['mounts'])
+
+
+def test_an_engines_sandbox_keeps_the_engines_state_in(busybox):
+    """engines=True: a cgroup of its own in every controller runc uses, and
+    its own /run, /var/lib/containers and /etc/docker, so what a container
+    engine keeps there never shows on the host; bocker runs there as well."""
+    before = host_state()
+    marks = ['/run/bocker-engines-mark', '/var/lib/containers/bocker-engines-mark',
+             '/etc/docker/bocker-engines-mark']
+    with Sandbox(engines=True) as sb:
+        box = Box(sb)
+        inside = [line.split(':')[1:] for line in box.sh('cat /proc/self/cgroup').out.split()]
+        with open('/proc/%d/cgroup' % sb.holder.pid) as f:     # seen from the host
+            outside = [line.rstrip('\n').split(':')[1:] for line in f]
+        for ctrl in ENGINE_CONTROLLERS:
+            assert [path for ctrls, path in inside if ctrl in ctrls.split(',')] == ['/'], inside
+            (path,) = [path for ctrls, path in outside if ctrl in ctrls.split(',')]
+            assert path.endswith('/' + sb.name), (ctrl, path)
+        r = box.sh('touch %s && ls /run/netns' % ' '.join(marks))
+        assert r.code == 0, r
+        assert [m for m in marks if os.path.exists(m)] == []
+        ps, r = box.run_container(box.init(busybox), 'echo hi')
+        assert r.out == 'hi\n', r
+    assert host_state() == before
+    assert sb.cgroup_dirs and [d for d in sb.cgroup_dirs if os.path.exists(d)] == []
