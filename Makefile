@@ -1,34 +1,71 @@
+# make shell - a shell in a private sandbox with a busybox image ready, for
+#              learning (installs only what bocker needs)
 # make demo  - run a container in a private sandbox (installs what is missing)
+# make labs  - the article's experiments (labs/), each in a private sandbox
 # make test  - the whole test suite (installs what is missing)
-# Both need root: bocker makes namespaces, mounts and cgroups.
+# All need root: bocker makes namespaces, mounts and cgroups.
 SHELL := /bin/bash
 PY := .venv/bin/python
-# Debian/Ubuntu packages: what bocker needs on its host, and what the tests use
-# (chromium: tests/test_side_by_side.py loads the side-by-side page headless;
-# docker.io, runc: tests/test_engines.py runs exported images in Docker and podman).
-APT_PKGS := iproute2 util-linux mount cgroup-tools busybox-static jq uuid-runtime \
-            coreutils tar python3 python3-venv docker-registry openssl \
-            iptables nftables procps time qemu-system-x86 linux-image-amd64 \
-            podman skopeo docker.io runc chromium
+# Debian/Ubuntu packages. RUN_PKGS: what bocker needs on its host (and the labs:
+# busybox's ping, cgroup-tools, ipcmk). TEST_PKGS: what the demo and the tests
+# add (compat/host-setup's NAT, a registry for pull, QEMU and a kernel for the
+# cgroup v2 VM, podman, skopeo, docker.io and runc for images in engines,
+# tmux for a real terminal, chromium for the side-by-side page).
+RUN_PKGS := iproute2 util-linux mount cgroup-tools busybox-static jq uuid-runtime \
+            coreutils tar python3 python3-venv procps
+TEST_PKGS := docker-registry openssl iptables nftables time qemu-system-x86 \
+             linux-image-amd64 podman skopeo docker.io runc tmux chromium
+APT_PKGS := $(RUN_PKGS) $(TEST_PKGS)
 
-.PHONY: deps os-deps demo test bench clean side-by-side
+.PHONY: deps run-deps os-deps demo test bench clean side-by-side shell labs
 
 deps: os-deps .venv/.installed
 
+# What `make shell` and `make labs` need: bocker's own packages and venv.
+run-deps:
+	@$(MAKE) --no-print-directory os-deps APT_PKGS="$(RUN_PKGS)"
+	@$(MAKE) --no-print-directory .venv/.run-installed
+
+# Packages are installed with a policy-rc.d (invoke-rc.d(8)) that starts no
+# service: docker.io's daemon, started by its install, would make docker0 and
+# NAT rules on the host; the tests start a dockerd of their own in the sandbox.
 os-deps:
 	@[ "$$(id -u)" = 0 ] || { echo "make: run as root (bocker needs namespaces, mounts, cgroups)" >&2; exit 1; }
 	@missing=$$(for p in $(APT_PKGS); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
+		guard=; if [ ! -e /usr/sbin/policy-rc.d ]; then guard=/usr/sbin/policy-rc.d; \
+			printf '#!/bin/sh\nexit 101\n' > $$guard && chmod 755 $$guard; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		status=$$?; [ -z "$$guard" ] || rm -f $$guard; exit $$status; \
 	fi
 
-# The project's virtual environment, from the pinned requirements.
-.venv/.installed: requirements.txt
-	python3 -m venv .venv
+# The project's virtual environment, from the pinned requirements: bocker's
+# own (requirements-run.txt), then the tests' (requirements.txt).
+.venv/.run-installed: requirements-run.txt
+	[ -x $(PY) ] || python3 -m venv .venv
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-run.txt
+	touch $@
+
+.venv/.installed: requirements.txt .venv/.run-installed
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	touch $@
+
+# A learner's door: a shell in a fresh sandbox (tests/sandbox.py: br1, a private
+# store, network, mounts and cgroups), with a busybox image made by `bocker.sh
+# init` (fixtures/shell.sh says what to try). `exit` ends it and the sandbox,
+# with every container, link, mount and cgroup made in it.
+shell: run-deps
+	$(PY) tests/sandbox.py -- fixtures/shell.sh
+
+# The article's experiments (labs/NN-*.sh), each in a sandbox of its own;
+# tests/test_labs.py checks their output against fixtures/labs/.
+labs: run-deps
+	@for lab in labs/[0-9][0-9]-*.sh; do \
+		printf '\n\033[1m== %s\033[0m\n' "$$lab"; \
+		$(PY) tests/sandbox.py --no-br1 -- $$lab || exit 1; \
+	done
 
 demo: deps
 	$(PY) tests/sandbox.py --no-br1 -- fixtures/demo.sh
@@ -42,7 +79,7 @@ clean:
 # The bash and its Python line by line, as one page (compat/side-by-side --html);
 # `compat/side-by-side run` shows a function in the terminal, `--check` checks the
 # quotes (make test runs it: tests/test_side_by_side.py).
-side-by-side: .venv/.installed
+side-by-side: .venv/.run-installed
 	$(PY) compat/side-by-side --html side-by-side.html
 
 # Record fixtures/golden/ again: each scenario of tests/golden.py from the

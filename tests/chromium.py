@@ -135,6 +135,12 @@ class Chromium:
             raise RuntimeError('script failed: %s' % result['exceptionDetails'])
         return result['result'].get('value')
 
+    def click(self, x, y):
+        """A left click at viewport point (x, y), as a mouse gives it."""
+        for kind in ('mousePressed', 'mouseReleased'):
+            self.send('Input.dispatchMouseEvent', {'type': kind, 'x': x, 'y': y,
+                                                   'button': 'left', 'clickCount': 1})
+
     def screenshot(self):
         """The viewport as PNG bytes."""
         return base64.b64decode(self.send('Page.captureScreenshot', {'format': 'png'})['data'])

@@ -459,6 +459,24 @@ else:
         assert leftovers() == {}
 
 
+    # -- the article's lab, on v2 -------------------------------------------------
+
+    def test_lab_cgroup_memory_on_v2(v2host):
+        """labs/03-cgroup-memory.sh takes v2's knobs here: memory.max, and the
+        kill counted in memory.events (on this machine, v1: tests/test_labs.py)."""
+        r = subprocess.run([os.path.join(ROOT, 'labs', '03-cgroup-memory.sh')], env=env_for(dict([MARK])),
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout
+        out = r.stdout
+        assert '$ cgset -r memory.max=50000000 lab_hog\n' in out, out
+        assert re.search(r'^\$ cgget -n -v -r memory\.max lab_hog\n49999872$', out, re.M), out
+        assert re.search(r'^:/lab_hog$', out, re.M), out            # 0::/lab_hog, cut
+        assert '\nexit status 137\n' in out and re.search(r'^oom_kill 1$', out, re.M), out
+        assert '\nsurvived, 9999999 bytes\n' in out, out
+        assert not os.path.exists(CGROOT + '/lab_hog')
+
+
 if __name__ == '__main__':           # make test-v2: the VM part, output on the terminal
     try:
         result = run_in_vm()

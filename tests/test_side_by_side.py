@@ -135,9 +135,13 @@ def test_check_without_the_reference_is_one_line(tmp_path):
 
 # --- The terminal view ---------------------------------------------------------------
 
+TEACHING = '\u2503'                  # the bar before a teaching line of the terminal view
+
+
 def left_column(out, columns):
+    """The bash column of the terminal view (teaching lines, full width, left out)."""
     left = (columns - 3) // 2
-    return [line[:left] for line in out.split('\n') if line]
+    return [line[:left] for line in out.split('\n') if line and not line.startswith(TEACHING)]
 
 
 def test_terminal_view_on_a_pipe_is_plain_and_fits_80_columns(reference):
@@ -166,7 +170,7 @@ def test_terminal_view_of_one_function(reference):
     for name in ('run', 'bocker_run'):
         r = side_by_side(name, env=wide)
         assert r.returncode == 0, r.stderr
-        first = r.stdout.split('\n')[0]
+        first = [line for line in r.stdout.split('\n') if not line.startswith(TEACHING)][0]
         assert first.startswith('function bocker_run() {') and 'def bocker_run(*args):' in first
         # each bash line on the row of its twin's first line
         rows = {line[:98].strip(): line[101:].strip(' \u250a') for line in r.stdout.split('\n')}
@@ -252,9 +256,10 @@ BOXES = r"""
   const bash = [...document.querySelectorAll('td.sh[id]')].map(
     (e) => ({id: e.id, text: e.textContent, quoted: e.dataset.quoted || null}));
   const why = [...document.querySelectorAll('td.why summary')].map((e) => e.textContent);
+  const whyboxes = [...document.querySelectorAll('td.why details')].map((e) => e.textContent);
   const python = [...document.querySelectorAll('td.py[id]')].map((e) => e.textContent).join('\n');
   const trace = [...document.querySelectorAll('#bocker_run .trace pre')].map((e) => e.textContent);
-  return {pairs, bash, why, python, trace, scrollWidth: document.documentElement.scrollWidth,
+  return {pairs, bash, why, whyboxes, python, trace, scrollWidth: document.documentElement.scrollWidth,
           innerWidth, scripts: document.scripts.length,
           sections: [...document.querySelectorAll('section[id]')].map((e) => e.id)};
 })()
@@ -332,8 +337,225 @@ def test_page_in_chromium_rows_align_with_their_twins(reference, tmp_path):
     shown = {int(n) for m in re.finditer(r'diverges \(rows? ([\d, ]+)\)', dom['python'])
              for n in m.group(1).split(',')}
     assert shown
+    plain = teaching_rows()
+    boxes = '\n'.join(dom['whyboxes'])
     for n in shown:
+        tag, sentence = plain[n]
+        assert '\u2691 %s %s (row %d)' % (tag, re.sub(r'`([^`]*)`', r'\1', sentence), n) in whys
         why = re.sub(r'`([^`]*)`', r'\1', table[n].strip()).replace('\\|', '|')
-        assert 'DIVERGENCES.md row %d \u2014 why: %s' % (n, why) in whys
+        assert 'why (compat/DIVERGENCES.md row %d)%s' % (n, why) in boxes      # and the table's why
     # the system commands of one recorded run, under bocker_run
     assert dom['trace'] and dom['trace'][0].split('\n') == golden_trace()
+
+
+# --- The page teaches (compat/teaching.md) -------------------------------------------
+
+TEACH = os.path.join(ROOT, 'compat', 'teaching.md')
+TAGS = ('kernel', 'security', 'robustness')
+
+
+def teaching_text():
+    with open(TEACH, encoding='utf-8') as f:
+        return f.read()
+
+
+def teaching_rows():
+    """{DIVERGENCES.md row: (tag, plain why)} from compat/teaching.md."""
+    text = teaching_text().split('\n## divergences\n', 1)[1]
+    return {int(m[1]): (m[2], m[3]) for m in
+            re.finditer(r'^(\d+) (%s): (.*)$' % '|'.join(TAGS), text, re.M)}
+
+
+def explain_tags():
+    return [tag for line in re.findall(r'^see: explain (.*)$', teaching_text(), re.M)
+            for tag in line.split()]
+
+
+def placeholder_explain(directory):
+    """--EXPLAIN recordings in the agreed format (/work/notes/explain-format.md:
+    `=== CMD N/T [TAG] TITLE`, 8-column keys, a blank line after each block),
+    one block per step the page names, with a line to find each by."""
+    directory.mkdir()
+    tags = explain_tags()
+    with open(directory / 'all.txt', 'w') as f:
+        f.write("$ bocker.sh --EXPLAIN run img_1 'echo hello'\n")
+        for n, tag in enumerate(tags, 1):
+            f.write('=== run %d/%d [%s] the step %s\nbash    ip link add dev veth0_"$uuid"\n'
+                    'what    placeholder\nman     ip-link(8)\nkernel  recorded-for-%s\n'
+                    '          a sub-item\n\n' % (n, len(tags), tag, tag, tag))
+    return tags
+
+
+def test_every_divergence_row_has_a_tag_and_a_plain_why():
+    with open(os.path.join(ROOT, 'compat', 'DIVERGENCES.md'), encoding='utf-8') as f:
+        rows = {int(n) for n in re.findall(r'^\| (\d+) \|', f.read(), re.M)}
+    plain = teaching_rows()
+    assert set(plain) == rows
+    for tag, sentence in plain.values():
+        assert tag in TAGS and sentence.endswith('.') and len(sentence.split()) >= 8, sentence
+
+
+def test_check_names_stale_teaching(tmp_path):
+    """A block whose first bash line is not the function's, an enter() step
+    whose anchor bocker.py lost, a divergence row without its why: --check
+    names each."""
+    tool = project_copy(tmp_path, lambda t: t.replace(
+        "    pr_capbset_drop, pr_set", "    capbset_drop_nr, pr_set").replace(
+        'pr_capbset_drop, cap,', 'capbset_drop_nr, cap,'))
+    text = teaching_text().replace('from: cgcreate -g "$cgroups:/$uuid"', 'from: cgcreate -g nothing')
+    text = re.sub(r'^33 robustness: .*\n', '', text, flags=re.M)
+    (tmp_path / 'compat' / 'teaching.md').write_text(text, encoding='utf-8')
+    r = side_by_side('--check', tool=tool)
+    assert r.returncode == 1
+    assert re.search(r"compat/teaching\.md: block 'the limits, cgroups' of bocker_run starts at a "
+                     r"bash line the function does not have: cgcreate -g nothing", r.stdout), r.stdout
+    assert re.search(r"compat/teaching\.md: enter step .*: bocker\.py enter\(\) has no line with "
+                     r"'pr_capbset_drop'", r.stdout), r.stdout
+    assert 'compat/teaching.md: DIVERGENCES.md row 33 has no tag and plain why' in r.stdout
+    assert len([line for line in r.stdout.split('\n') if line.startswith('compat/teaching.md')]) == 3
+
+
+def test_terminal_view_teaches_each_block(tmp_path):
+    tags = placeholder_explain(tmp_path / 'explain')
+    env = {'COLUMNS': '100', 'SIDE_BY_SIDE_EXPLAIN': str(tmp_path / 'explain')}
+    r = side_by_side('run', env=env)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split('\n')
+    titles = [line[4:] for line in lines if line.startswith(TEACHING + ' \u25a0 ')]
+    assert titles == ['an id and the checks', 'the network', 'the root, an overlay',
+                      'the limits, cgroups', 'into the container, the exec chain',
+                      'enter(): the last two bash lines, step by step', 'cleanup']
+    teaching = '\n'.join(line for line in lines if line.startswith(TEACHING))
+    assert 'A veth pair is a virtual cable' in re.sub(r'\n\u2503 ', ' ', teaching)
+    assert 'Read: network_namespaces(7), veth(4)' in teaching
+    for tag in ('veth', 'netns', 'overlay', 'files', 'cgroups', 'container', 'cleanup'):
+        assert tag in tags and '\u2503   kernel  recorded-for-%s' % tag in teaching, tag
+    # enter()'s steps under the bash they replace
+    assert '\u2503 bash: /bin/mount -t proc proc /proc' in teaching
+    assert re.search(r'\u2503 bash: chroot "\$container_path/\$uuid"/merged\n(\u2503  .*\n)+'
+                     r'\u2503 +[0-9]+ +os\.chroot\(root\)', teaching)
+    # robustness folded, one line each, and shown with --unfold
+    folds = [line for line in lines if '\u25b8 robustness, ' in line]
+    assert folds and all(not line.split('\u2502')[0].strip() for line in folds)
+    assert 'need_bridge()' not in r.stdout
+    r = side_by_side('--unfold', 'run', env=env)
+    assert r.returncode == 0 and 'need_bridge()' in r.stdout and '\u25b8' not in r.stdout
+
+
+TEACHING_DOM = r"""
+(() => {
+  const blocks = [...document.querySelectorAll('tbody.block')].map((b) => ({
+    id: b.dataset.block, section: b.closest('section').id,
+    title: (b.querySelector('tr.prose h3') || {}).textContent || null,
+    prose: [...b.querySelectorAll('tr.prose:not(.enter-head) div.prose p')].map((p) => p.textContent).join(' '),
+    links: [...b.querySelectorAll('tr.prose a')].map((a) => a.href),
+    see: [...b.querySelectorAll('tr.see pre')].map((p) => p.textContent),
+    missing: b.querySelectorAll('tr.see p.missing').length,
+    bash: b.querySelectorAll('td.sh[id]').length}));
+  const enter = [...document.querySelectorAll('tr.enter')].map((t) => ({
+    bash: t.querySelector('td.sh').textContent.trim(),
+    lines: [...t.querySelectorAll('td.py[id]')].map((e) => +e.id.slice(3)),
+    python: [...t.querySelectorAll('td.py[id]')].map((e) => e.textContent).join('\n')}));
+  const folds = [...document.querySelectorAll('details.fold')];
+  const twins = [...document.querySelectorAll('td.sh[data-twin]')].map(
+    (e) => !!document.getElementById(e.dataset.twin).closest('details'));
+  return {blocks, enter, twins, bashLines: document.querySelectorAll('td.sh[id]').length,
+          folds: folds.length, open: folds.filter((d) => d.open).length,
+          shown: folds.filter((d) => d.getBoundingClientRect().height
+                              - d.querySelector('summary').getBoundingClientRect().height > 1).length,
+          scripts: document.scripts.length};
+})()
+"""
+
+FIRST_FOLD = r"""
+(() => {
+  const d = document.querySelectorAll('details.fold')[%d];
+  d.scrollIntoView({block: 'center'});
+  const r = d.querySelector('summary').getBoundingClientRect();
+  return {x: r.left + 20, y: r.top + r.height / 2, open: d.open,
+          height: d.getBoundingClientRect().height - r.height,   // drawn below the summary
+          text: d.querySelector('table').textContent};
+})()
+"""
+
+
+def test_page_in_chromium_teaches_each_block(reference, tmp_path):
+    """Prose for every block of the bash, what you'd see at its end (the
+    --EXPLAIN recording, or a golden output), enter()'s steps beside the bash
+    they replace, robustness folded, opened by a click; no script, nothing
+    fetched."""
+    assert os.access(CHROMIUM, os.X_OK), 'chromium not found at %s (make deps installs it)' % CHROMIUM
+    tags = placeholder_explain(tmp_path / 'explain')
+    page = tmp_path / 'side-by-side.html'
+    r = side_by_side('--html', str(page), env={'SIDE_BY_SIDE_EXPLAIN': str(tmp_path / 'explain')})
+    assert r.returncode == 0, r.stderr
+    html = page.read_text()
+    assert '<script' not in html and not re.search(r'<link|src=|url\(', html)
+    with open(os.path.join(ROOT, 'bocker.py'), encoding='utf-8') as f:
+        py_lines = f.read().split('\n')
+    with Chromium() as browser:
+        browser.open(page.as_uri(), 1400, 1000)
+        dom = browser.evaluate(TEACHING_DOM)
+        before = browser.evaluate(FIRST_FOLD % 0)
+        browser.click(before['x'], before['y'])
+        after = browser.evaluate(FIRST_FOLD % 0)
+        browser.click(after['x'], after['y'])
+        again = browser.evaluate(FIRST_FOLD % 0)
+        assert [u for u in browser.requests() if u != page.as_uri()] == []
+    assert dom['scripts'] == 0
+    # every bash line is in a block, every block has its prose and what you'd see
+    assert sum(b['bash'] for b in dom['blocks']) == dom['bashLines'] == len(reference_lines(reference))
+    for b in dom['blocks']:
+        assert b['title'] and len(b['prose']) > 60, b
+        assert b['see'] and all(s.strip() for s in b['see']) and not b['missing'], b
+        for url in b['links']:
+            assert url.startswith(('https://man7.org/linux/man-pages/man', 'https://manpages.debian.org/',
+                                   'https://docs.kernel.org/', 'https://github.com/opencontainers/')), url
+    sections = {b['section'] for b in dom['blocks']}
+    assert sections >= {'prologue', 'bocker_init', 'bocker_pull', 'bocker_run', 'bocker_exec',
+                        'bocker_commit', 'main'}
+    titles = {(b['section'], b['title']) for b in dom['blocks']}
+    for section, word in [('bocker_run', 'network'), ('bocker_run', 'overlay'), ('bocker_run', 'cgroups'),
+                          ('bocker_run', 'exec chain'), ('bocker_exec', 'nsenter'),
+                          ('bocker_pull', 'whiteouts'), ('bocker_commit', 'image')]:
+        assert any(s == section and word in t for s, t in titles), (section, word)
+    network = next(b for b in dom['blocks'] if b['title'] == 'the network')
+    assert 'https://man7.org/linux/man-pages/man7/network_namespaces.7.html' in network['links']
+    assert 'https://man7.org/linux/man-pages/man4/veth.4.html' in network['links']
+    # what you'd see: each --EXPLAIN step the page names, as recorded
+    seen = '\n'.join(s for b in dom['blocks'] for s in b['see'])
+    for tag in tags:
+        assert re.search(r'^=== run \d+/\d+ \[%s\] .*\n(.*\n)*?kernel  recorded-for-%s\n'
+                         r'          a sub-item$' % (re.escape(tag), re.escape(tag)), seen, re.M), tag
+    commit = next(b for b in dom['blocks'] if b['section'] == 'bocker_commit')
+    assert commit['see'][0].startswith('$ bocker commit ps_1 img_2\nCreated: img_2\n')
+    # enter()'s steps: beside the bash they replace, all of enter(), once
+    steps = {e['bash']: e['python'] for e in dom['enter']}
+    assert "mount(b'proc'" in steps['/bin/mount -t proc proc /proc']
+    assert 'os.chroot(root)' in steps['chroot "$container_path/$uuid"/merged']
+    assert 'os.execv(' in steps['/bin/sh -c "... && $cmd"']
+    assert any('pr_capbset_drop' in p for b, p in steps.items() if b == '(none in the bash)')
+    start = next(n for n, line in enumerate(py_lines, 1) if line.startswith('def enter('))
+    following = next(n for n in range(start + 1, len(py_lines) + 1)
+                     if py_lines[n - 1] and not py_lines[n - 1][0].isspace())   # the next def
+    last = max(n for n in range(start, following) if py_lines[n - 1].strip())
+    shown = [n for e in dom['enter'] for n in e['lines']]
+    assert shown == list(range(start, last + 1))
+    # robustness folded: closed, not drawn, and no bash line's twin inside one
+    assert dom['folds'] >= 10 and dom['open'] == 0 and dom['shown'] == 0
+    assert not any(dom['twins'])
+    assert not before['open'] and before['height'] < 1
+    assert after['open'] and after['height'] > 15                 # a click opens it
+    assert not again['open'] and again['height'] < 1              # another closes it
+
+
+def test_recorded_explain_steps_exist():
+    """Every --EXPLAIN step the page shows is recorded in fixtures/explain/
+    (tests/explain_record.py records them, issue 19 part 1)."""
+    found = set()
+    directory = os.path.join(ROOT, 'fixtures', 'explain')
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        with open(os.path.join(directory, name), encoding='utf-8') as f:
+            found.update(re.findall(r'^=== \w+ \d+/\d+ \[([\w-]+)\] ', f.read(), re.M))
+    missing = [tag for tag in explain_tags() if tag not in found]
+    assert not missing, 'not recorded in fixtures/explain/: %s' % ', '.join(missing)

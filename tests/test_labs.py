@@ -1,0 +1,170 @@
+"""The article's labs (labs/NN-*.sh): each runs in a fresh sandbox and its
+output, normalised, is the one recorded in fixtures/labs/NN-*.txt.
+
+What varies from run to run is normalised: namespace inode numbers, SysV IPC
+keys, MAC addresses (but 02:42:..., which bocker and the lab set), interface
+indexes, link-local addresses, ping times, pids, dates, bocker.py line numbers,
+the clone's path.
+Numbers that stay the same but for the run are numbered in order of first
+appearance (uts:[4026532250] -> uts:[ns1]), so the fixture still shows which
+namespaces are the same and which differ.
+
+Beside the comparison each lab's key lines are asserted on their own (the
+kill, the whiteout, the ping, the namespaces that differ), and every bocker
+line a lab points to must be a bash line bocker.py quotes (no MISSING).
+
+Record the fixtures again: .venv/bin/python tests/test_labs.py --record
+(review `git diff fixtures/labs` before committing). Needs root.
+"""
+import glob
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from sandbox import Sandbox  # noqa: E402
+
+LABS = sorted(glob.glob(os.path.join(ROOT, 'labs', '[0-9][0-9]-*.sh')))
+FIXTURES = os.path.join(ROOT, 'fixtures', 'labs')
+
+
+def fixture_path(lab):
+    return os.path.join(FIXTURES, os.path.basename(lab)[:-3] + '.txt')
+
+
+class Numbering:
+    """The same value gets the same name: the first seen PREFIX1, then PREFIX2."""
+
+    def __init__(self, prefix):
+        self.prefix, self.seen = prefix, {}
+
+    def __call__(self, value):
+        return self.seen.setdefault(value, '%s%d' % (self.prefix, len(self.seen) + 1))
+
+
+def normalise(text):
+    inodes, keys, macs, pids = Numbering('ns'), Numbering('KEY'), Numbering('MAC'), Numbering('PID')
+    out = []
+    after_pid = False
+    for line in text.split('\n'):
+        line = line.rstrip().replace(ROOT + '/', '')     # the clone's path
+        if after_pid and re.fullmatch(r'[0-9]+', line):
+            line = pids(line)
+        after_pid = line.endswith('$ echo $$')
+        line = re.sub(r'\b([a-z_]+):\[([0-9]+)\]', lambda m: '%s:[%s]' % (m[1], inodes(m[2])), line)
+        line = re.sub(r'\b0x[0-9a-f]{8}\b', lambda m: keys(m[0]), line)
+        line = re.sub(r'\b(?!02:42:)(?!00:00:00:00:00:00)(?:[0-9a-f]{2}:){5}[0-9a-f]{2}\b',
+                      lambda m: macs(m[0]), line)
+        line = re.sub(r'@if[0-9]+', '@ifN', line)
+        line = re.sub(r'\bfe80::[0-9a-f:]+/64', 'fe80::LINKLOCAL/64', line)
+        line = re.sub(r'time=[0-9.]+ ms', 'time=T ms', line)
+        line = re.sub(r'= [0-9.]+/[0-9.]+/[0-9.]+ ms', '= T/T/T ms', line)
+        line = re.sub(r'line [0-9]+: +([0-9]+) Killed +',
+                      lambda m: 'line N: %s Killed ' % pids(m[1]), line)
+        line = re.sub(r'\bbocker\.py:[0-9]+:', 'bocker.py:N:', line)
+        # ls -l: the link count and the date
+        line = re.sub(r'^([-cdl][-rwxst]{9}) +[0-9]+ (.*?) [A-Z][a-z]{2} [ 0-9][0-9] (?:[0-9]{2}:[0-9]{2}| [0-9]{4}) ',
+                      r'\1 N \2 DATE ', line)
+        out.append(line)
+    return '\n'.join(out)
+
+
+def run_lab(lab):
+    """The lab's output (stdout and stderr, in order), run in a fresh sandbox
+    as `tests/sandbox.py --no-br1 -- labs/NN-name.sh` runs it."""
+    with Sandbox(br1=False) as sb:
+        r = sb.run([lab], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                   stdin=subprocess.DEVNULL, timeout=120)
+    return r.returncode, r.stdout.decode('utf-8', 'replace')
+
+
+# the lines each lab exists to show, asserted beside the fixture comparison
+KEY_LINES = {
+    '01-uts-ipc': [r'\[shell B\] \$ hostname\nshell-B\n', r'\[shell A\] \$ hostname\nshell-A\n'],
+    '02-veth-netns': [r'2 packets transmitted, 2 packets received, 0% packet loss',
+                      r'ping: sendto: Network is unreachable',
+                      r'default via 172\.19\.0\.1 dev veth1_c1'],
+    '03-cgroup-memory': [r'Killed', r'\nexit status 137\n', r'\noom_kill 1\n',
+                         r'\nsurvived, 9999999 bytes\n'],
+    '04-overlay': [r'\nc--------- N root root 0, 0 DATE upper/in_both\.txt\n',
+                   r'\$ cat upper/in_lower\.txt\nlower\nchanged\n',
+                   r'\$ cat lower/in_lower\.txt\nlower\n#'],
+}
+
+
+@pytest.mark.parametrize('lab', LABS, ids=lambda p: os.path.basename(p)[:-3])
+def test_lab_output_is_the_recorded_one(lab):
+    code, out = run_lab(lab)
+    assert code == 0, out
+    got = normalise(out)
+    name = os.path.basename(lab)[:-3]
+    for pattern in KEY_LINES[name]:
+        assert re.search(pattern, got), (pattern, got)
+    assert 'MISSING' not in got
+    assert got.count('#   bocker.py:N: ') >= 2, got     # it points to bocker's lines
+    path = fixture_path(lab)
+    assert os.path.isfile(path), '%s missing: record it with tests/test_labs.py --record' % path
+    with open(path, encoding='utf-8') as f:
+        assert got == f.read()
+
+
+def test_each_lab_names_its_concept_man_pages_and_bocker_lines():
+    for lab in LABS:
+        with open(lab) as f:
+            head = f.read().split('\nset -euo pipefail', 1)[0]
+        assert re.match(r'#!/usr/bin/env bash\n# Lab [0-9]{2}: ', head), lab
+        assert '# Concept: ' in head and '# Read: ' in head and '# In bocker: ' in head, lab
+        assert 'https://man7.org/linux/man-pages/' in head, lab
+
+
+def test_uts_ipc_namespaces_differ_as_the_article_shows():
+    code, out = run_lab(os.path.join(ROOT, 'labs', '01-uts-ipc.sh'))
+    assert code == 0, out
+    ns = re.findall(r'^(uts|ipc):\[([0-9]+)\]$', out, re.M)
+    a, b, joined = ns[0:2], ns[2:4], ns[4:6]
+    assert a[0][1] != b[0][1] and a[1][1] != b[1][1]      # shell B: new uts and ipc
+    assert joined == b                                    # nsenter joined B's
+    assert re.search(r'^0x[0-9a-f]{8} ', out, re.M)       # the queue, in shell A
+
+
+def test_a_lab_started_outside_a_sandbox_runs_itself_in_one():
+    """As a learner runs it: labs/01-uts-ipc.sh from the host. It sets a
+    hostname and makes a message queue, both in namespaces of its own."""
+    before = (subprocess.run(['hostname'], capture_output=True, text=True).stdout,
+              subprocess.run(['ipcs', '-q'], capture_output=True, text=True).stdout)
+    r = subprocess.run([os.path.join(ROOT, 'labs', '01-uts-ipc.sh')], capture_output=True,
+                       text=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert '[shell B] $ hostname\nshell-B\n' in r.stdout
+    after = (subprocess.run(['hostname'], capture_output=True, text=True).stdout,
+             subprocess.run(['ipcs', '-q'], capture_output=True, text=True).stdout)
+    assert after == before
+
+
+def test_make_labs_runs_every_lab():
+    r = subprocess.run(['make', '-n', 'labs'], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert 'tests/sandbox.py' in r.stdout and 'labs/' in r.stdout
+
+
+def record():
+    os.makedirs(FIXTURES, exist_ok=True)
+    for lab in LABS:
+        code, out = run_lab(lab)
+        if code:
+            sys.stderr.write(out)
+            sys.exit('%s failed: exit %d' % (lab, code))
+        with open(fixture_path(lab), 'w', encoding='utf-8') as f:
+            f.write(normalise(out))
+        print('recorded', fixture_path(lab))
+
+
+if __name__ == '__main__':
+    if sys.argv[1:] != ['--record']:
+        sys.exit('usage: tests/test_labs.py --record')
+    record()
