@@ -484,45 +484,66 @@ def explain_watch(uuid, proc):
 
 
 def explain_wait(uuid, proc):
+    """The watcher: pid 1 is read in two goes. As soon as it exists (forked by
+    unshare, so already in the container's namespaces and cgroups): those, and
+    its pid in each pid namespace. Then, once enter() has chrooted and exec'd
+    the command: its root, capabilities, mounts and argv. A quick command
+    (`echo hi`) may end before the second look; the first is then all."""
     import time
     merged = '%s/%s/merged' % (bocker.container_path, uuid)
-    pid, seen = None, {}
+    pid, first, then = None, {}, {}
     while proc.poll() is None and not EXPLAINED['stop'].is_set():
-        # pid 1 is a child of proc (cgexec, which execs ip, which execs unshare,
-        # which forks it): one small read, where container_pid(uuid) reads all
-        # of /proc (proc(5): /proc/PID/task/TID/children); that where the
-        # kernel has no children file.
+        if not pid:
+            pid, first = explain_pid1(uuid, proc)
+            if not pid:
+                time.sleep(0.001)
+            continue
         try:
-            with open('/proc/%d/task/%d/children' % (proc.pid, proc.pid)) as f:
-                kids = f.read().split()
-        except OSError:
-            kids = [bocker.container_pid(uuid)]
-        for kid in kids:
-            try:
-                with open('/proc/%s/cmdline' % kid, 'rb') as f:
-                    argv = f.read().split(b'\0')
-                # chrooted, and enter() has exec'd the command: its argv is there
-                # (empty while execve(2) is under way, its credentials set before)
-                if os.readlink('/proc/%s/root' % kid) == merged and argv[0] and \
-                        b'__enter__' not in argv:
-                    seen = explain_read_pid(kid)
-                    pid = kid
-            except OSError:
-                continue
-        if pid:
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                argv = f.read().split(b'\0')
+            # chrooted, and enter() has exec'd the command: its argv is there
+            # (empty while execve(2) is under way, its credentials set before)
+            if os.readlink('/proc/%s/root' % pid) == merged and argv[0] and \
+                    b'__enter__' not in argv:
+                then = explain_read_pid(pid)
+                break
+        except OSError:                        # it ended
             break
-        time.sleep(0.001)
-    EXPLAINED['pid1'] = (pid, seen)
+        os.sched_yield()                       # the window can be a millisecond
+    EXPLAINED['pid1'] = (pid, first, then)
     explain('container', uuid)
 
 
-def explain_read_pid(pid):
-    """What the kernel shows of a process, read at once: ns, status, cgroup,
-    mountinfo, cmdline (proc(5))."""
+def explain_pid1(uuid, proc):
+    """(pid, its namespaces, cgroups and status) of the container's pid 1 if it
+    exists yet, else (None, {}). It is a child of proc (cgexec, which execs ip,
+    which execs unshare, which forks it): one small read (proc(5):
+    /proc/PID/task/TID/children), where container_pid(uuid) reads all of /proc
+    (that where the kernel has no children file, and only once chrooted)."""
+    try:
+        with open('/proc/%d/task/%d/children' % (proc.pid, proc.pid)) as f:
+            kids = f.read().split()
+    except OSError:
+        kids = [bocker.container_pid(uuid)]
+    for kid in kids:
+        try:
+            got = explain_read_pid(kid, late=False)
+        except OSError:
+            continue
+        if got['status'].get('NSpid', '').split()[-1:] == ['1']:
+            return kid, got
+    return None, {}
+
+
+def explain_read_pid(pid, late=True):
+    """What the kernel shows of a process, read at once (proc(5)): ns,
+    status, cgroup; and (late) mountinfo, cmdline and root."""
     got = {'ns': {name: ns_inode(pid, name) for name in sorted(os.listdir('/proc/%s/ns' % pid))}}
     with open('/proc/%s/status' % pid) as f:
         got['status'] = dict(l.rstrip('\n').split(':\t', 1) for l in f if ':\t' in l)
     got['cgroup'] = proc_cgroups(pid)
+    if not late:
+        return got
     got['mounts'] = mountinfo(pid)
     with open('/proc/%s/cmdline' % pid, 'rb') as f:
         got['cmdline'] = f.read().rstrip(b'\0').replace(b'\0', b' ').decode('utf-8', 'replace')
@@ -563,13 +584,21 @@ def explain_ns(pid, got, joined=None):
 
 
 def explain_container(uuid):
-    pid, got = EXPLAINED.get('pid1') or (None, {})
+    pid, first, then = EXPLAINED.get('pid1') or (None, {}, {})
     if not pid:
-        return ['pid 1 ended before it could be read (the command was quicker than a look: '
-                'try a longer one, e.g. `sleep 1; ...`)']
-    out = explain_pid(pid, got) + explain_ns(pid, got)
+        return ['pid 1 ended before it could be read']
+    got = then or first
+    if then:
+        out = explain_pid(pid, then)
+    else:
+        out = ['pid %s: NSpid %s (pid 1 in its own pid namespace); it ended before its '
+               'command could be read (a longer one shows it: `sleep 1; ...`)' % (
+                   pid, first['status'].get('NSpid', '?').replace('\t', ' '))]
+    out += explain_ns(pid, first)
     out.append('cgroups (/proc/%s/cgroup, read where they are mounted here):' % pid)
-    out += explain_knobs(got['cgroup'], '  ')
+    out += explain_knobs(first['cgroup'], '  ')
+    if not then:
+        return out
     status = got['status']
     kept = caps(status.get('CapBnd', '0'))
     out.append('capabilities (/proc/%s/status):' % pid)
@@ -578,11 +607,12 @@ def explain_container(uuid):
     eff = caps(status.get('CapEff', '0'))
     out.append('  effective (CapEff %s): %s' % (
         status.get('CapEff', '?'), 'the same' if eff == kept else ' '.join(eff) or 'none'))
-    gone = [n for n in CAP_NAMES[:int(bocker.read('/proc/sys/kernel/cap_last_cap')) + 1] if n not in kept]
+    gone = [n for n in CAP_NAMES[:int(bocker.read('/proc/sys/kernel/cap_last_cap')) + 1]
+            if n not in kept]
     out.append('  dropped, %d: %s' % (len(gone), ' '.join(gone)))
     out.append('  NoNewPrivs: %s' % status.get('NoNewPrivs', '?'))
     out.append('mounts it sees (/proc/%s/mountinfo, from its root):' % pid)
-    for point, fstype, _source, opts, _sopts, _root in got['mounts']:
+    for point, fstype, _source, opts, _sopts, _root in then['mounts']:
         out.append('  %-22s %-8s %s' % (point, fstype, opts))
     return out
 

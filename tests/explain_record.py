@@ -82,6 +82,12 @@ def blocks(text):
     return found
 
 
+def shown(path, step):
+    """Has the file at path (a command's stderr) the whole block of step?"""
+    with open(path) as f:
+        return re.search(r'\[%s\].*?\n\n' % re.escape(step), f.read(), re.S) is not None
+
+
 def wait_for(predicate, what, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -108,10 +114,7 @@ def record(flavour='sandbox'):
             run = box.popen([BOCKER, '--EXPLAIN', 'run', img, RUN_CMD],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
         try:
-            def shown():                   # the container step's block, to its end
-                with open(run_err) as f:
-                    return re.search(r'\[container\].*?\n\n', f.read(), re.S)
-            wait_for(shown, "run's container step")
+            wait_for(lambda: shown(run_err, 'container'), "run's container step")
             ps = box.containers()[0]
             ex = box.bocker('--EXPLAIN', 'exec', ps, *EXEC_CMD)
             rm = box.bocker('--EXPLAIN', 'rm', ps)

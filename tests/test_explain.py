@@ -17,8 +17,8 @@ import subprocess
 
 import pytest
 
-from conftest import BOCKER, STORE, clean_env, unclash
-from explain_record import FIXTURES, blocks, record
+from conftest import BOCKER, STORE, Result, clean_env, unclash
+from explain_record import FIXTURES, blocks, record, shown, wait_for
 from golden import Normaliser, diff
 from test_commands import wait_running
 
@@ -111,14 +111,24 @@ def test_explain_leaves_stdout_the_log_and_the_trace_as_they_are(box, busybox):
 
 
 @pytest.mark.flavours
-def test_explain_shows_what_the_container_itself_sees(box, busybox):
+def test_explain_shows_what_the_container_itself_sees(box, busybox, tmp_path):
     """Namespace inodes, capabilities, address and cgroup values in the explain
     output are those the container's own processes read, and the caller's."""
     img = box.init(busybox)
-    cmd = ('for n in cgroup ipc mnt net pid user uts; do readlink /proc/self/ns/$n; done; '
-           'grep CapBnd /proc/self/status; ip -4 -o addr show')
-    r = box.bocker('--EXPLAIN', '--CPU_SHARE=256', '--MEM_LIMIT=48', 'run', img, cmd)
-    assert r.code == 0, r
+    # pid 1 waits for a line on stdin until --EXPLAIN has shown it (a command
+    # that ends at once may be gone before its capabilities can be read)
+    cmd = ('read go; for n in cgroup ipc mnt net pid user uts; do readlink /proc/self/ns/$n; '
+           'done; grep CapBnd /proc/self/status; ip -4 -o addr show')
+    with open(tmp_path / 'out', 'wb') as out, open(tmp_path / 'err', 'wb') as err:
+        p = box.popen([BOCKER, '--EXPLAIN', '--CPU_SHARE=256', '--MEM_LIMIT=48', 'run', img, cmd],
+                      stdin=subprocess.PIPE, stdout=out, stderr=err, start_new_session=True)
+        try:
+            wait_for(lambda: shown(tmp_path / 'err', 'container'), "run's container step")
+            p.stdin.write(b'go\n')
+        finally:
+            p.stdin.close()
+            assert p.wait(timeout=60) == 0
+    r = Result((tmp_path / 'out').read_text(), (tmp_path / 'err').read_text(), 0)
     ps = box.containers()[0]
     b = blocks(r.err)
     seen = r.out.splitlines()
