@@ -30,7 +30,7 @@ def bind(module):
 
 
 EXPLAIN_STEPS = {
-    # step: (command, number, title, bash line prefixes (the quotes above), what,
+    # step: (command, number, title, bash line prefixes (of bocker.py's quotes), what,
     #        man pages, pause after it with --STEP)
     'veth': ('run', 1, 'the network: a veth pair, one end on br1', (
         'ip link add dev veth0_', 'ip link set dev veth0_"$uuid" up',
@@ -462,8 +462,12 @@ def explain_knobs(paths, indent='', procs=False):
 
 
 def made_cgroups(uuid):
-    """{controller: path} of the cgroups `cgcreate -g CONTROLLERS:/UUID` makes."""
-    return {c: '/' + uuid for c in (('',) if bocker.cgroup_v2() else bocker.controllers().split(','))}
+    """{controller: path} of the cgroups `cgcreate -g CONTROLLERS:/UUID` makes:
+    libcgroup makes UUID in the directory where each hierarchy is mounted, so
+    its path is the mount's root (mountinfo) and UUID."""
+    found = cgroup_hierarchies()
+    return {c: found.get(c, ('', '/'))[1].rstrip('/') + '/' + uuid
+            for c in (('',) if bocker.cgroup_v2() else bocker.controllers().split(','))}
 
 
 def explain_cgroups(uuid):
