@@ -520,21 +520,30 @@ def explain_wait(uuid, proc):
 
 def explain_pid1(uuid, proc):
     """(pid, its namespaces, cgroups and status) of the container's pid 1 if it
-    exists yet, else (None, {}). It is a child of proc (cgexec, which execs ip,
-    which execs unshare, which forks it): one small read (proc(5):
-    /proc/PID/task/TID/children), where container_pid(uuid) reads all of /proc
-    (that where the kernel has no children file, and only once chrooted)."""
-    try:
-        with open('/proc/%d/task/%d/children' % (proc.pid, proc.pid)) as f:
-            kids = f.read().split()
-    except OSError:
-        kids = [bocker.container_pid(uuid)]
+    exists yet, else (None, {}): the descendant of proc (cgexec, which execs ip,
+    which execs unshare, which forks it) that is pid 1 of a pid namespace of its
+    own (NSpid ends in 1). Found through the children files (proc(5):
+    /proc/PID/task/TID/children), a few small reads where container_pid(uuid)
+    reads all of /proc; that where the kernel has no children files."""
+    todo, kids = [str(proc.pid)], []
+    while todo:
+        parent = todo.pop(0)
+        try:
+            with open('/proc/%s/task/%s/children' % (parent, parent)) as f:
+                found = f.read().split()
+        except FileNotFoundError:
+            found = [bocker.container_pid(uuid)] if parent == str(proc.pid) else []
+        except OSError:
+            found = []
+        kids += found
+        todo += found
     for kid in kids:
         try:
             got = explain_read_pid(kid, late=False)
         except OSError:
             continue
-        if got['status'].get('NSpid', '').split()[-1:] == ['1']:
+        nspid = got['status'].get('NSpid', '').split()
+        if len(nspid) > 1 and nspid[-1] == '1':
             return kid, got
     return None, {}
 
