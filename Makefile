@@ -54,9 +54,12 @@ golden: deps
 # The benchmark: bocker.py against the reference, interleaved, in one sandbox.
 # The store is a directory on disk, as on a real host, not the tests' tmpfs
 # (BENCH_STORE=tmpfs: a tmpfs). The distribution tree (debootstrap minbase
-# bookworm, about 6,800 entries) is made once, outside the project, in BENCH_TREE.
+# bookworm, about 6,800 entries) is made once, outside the project, in BENCH_TREE,
+# from the Debian archive this host's apt uses (tests/debian_mirror.py reads
+# /etc/apt/sources.list and sources.list.d/), or from BENCH_MIRROR=URL.
 BENCH_TREE ?= /var/cache/bocker-bench/bookworm-minbase
 BENCH_STORE ?= disk
+BENCH_MIRROR ?=
 bench: deps $(BENCH_TREE)
 	store=$$(mktemp -d /var/tmp/bocker-bench.XXXXXX) && \
 	BENCH_TREE=$(BENCH_TREE) $(PY) tests/sandbox.py \
@@ -66,8 +69,9 @@ bench: deps $(BENCH_TREE)
 $(BENCH_TREE):
 	command -v debootstrap > /dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; }
+	mirror=$(or $(BENCH_MIRROR),$$(python3 tests/debian_mirror.py)) && \
 	rm -rf $@.tmp && mkdir -p $(dir $@) && \
-	debootstrap --variant=minbase bookworm $@.tmp http://deb.debian.org/debian && mv $@.tmp $@
+	debootstrap --variant=minbase bookworm $@.tmp "$$mirror" && mv $@.tmp $@
 
 # The cgroup v2 tests alone, in a VM that boots a v2 only kernel (tests/vm.py),
 # the guest's output on the terminal. `make test` runs them too (one outer test).

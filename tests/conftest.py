@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -24,6 +25,11 @@ BOCKER = os.path.join(ROOT, 'bocker.sh')
 REFERENCE = os.path.abspath(os.environ.get(
     'BOCKER_REFERENCE', os.path.join(ROOT, '..', 'shared', 'reference', 'bocker')))
 STORE = '/var/lib/bocker'
+OVERLAY = STORE + '/overlay'          # images: img_N
+CONTAINERS = STORE + '/containers'    # containers: ps_N
+# A container command that says it runs (Box.wait_ready sees the file), then
+# stays until stopped.
+READY = 'touch /tmp/ready; sleep 600'
 # What run prints first when the random id it drew is taken (both tools), then
 # it draws again. Ids are random (42002-42254): a test compares run's output
 # through unclash() wherever the store already held a container.
@@ -99,10 +105,21 @@ class Box:
         return os.path.lexists(self.path(p))
 
     def images(self):
-        return self.ls(STORE + '/overlay')
+        return self.ls(OVERLAY)
 
     def containers(self):
-        return self.ls(STORE + '/containers')
+        return self.ls(CONTAINERS)
+
+    def wait_ready(self, timeout=20):
+        """The id of the first container whose command has made /tmp/ready
+        inside it (READY does that first)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for c in self.containers():
+                if self.exists('%s/%s/merged/tmp/ready' % (CONTAINERS, c)):
+                    return c
+            time.sleep(0.05)
+        raise AssertionError('no container made /tmp/ready within %d s' % timeout)
 
     def cgroup(self, controller, name, knob):
         return self.read('/sys/fs/cgroup/%s/%s/%s' % (controller, name, knob)).strip()

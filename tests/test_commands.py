@@ -4,18 +4,14 @@ import os
 import re
 import shlex
 import subprocess
-import time
 
 import pytest
 
-from conftest import BOCKER, STORE, clean_env, help_text
+from conftest import BOCKER, CONTAINERS, OVERLAY, READY, clean_env, help_text
 
 # Each test that uses a sandbox runs in both flavours (tests/sandbox.py): a
 # fresh sysfs, and the host's /sys as in a plain `unshare --net --mount` shell.
 pytestmark = pytest.mark.flavours
-
-OVERLAY = STORE + '/overlay'
-CONTAINERS = STORE + '/containers'
 
 
 # --- help and the dispatcher -----------------------------------------------------
@@ -146,11 +142,31 @@ def test_run_leaves_the_overlay_mounted_and_removes_veth_and_netns(box, busybox)
     assert box.netns() == []
 
 
+NAMESPACES = ('mnt', 'uts', 'ipc', 'pid', 'net')
+# Each namespace of the shell that runs this, by inode: `mnt mnt:[4026532177]`.
+SHOW_NAMESPACES = 'for ns in %s; do echo "$ns $(readlink /proc/self/ns/$ns)"; done' % \
+    ' '.join(NAMESPACES)
+
+
 def test_run_isolates_pid_uts_mount_and_cgroups(box, busybox):
     img = box.init(busybox)
-    ps, r = box.run_container(img, 'cat /proc/self/stat; echo; ps -o pid,comm; cat /proc/self/cgroup')
-    assert r.out.startswith('2 (cat)')           # pid 2: sh is 1 (the bash's mount was 2)
-    assert re.search(r'^\s*1 sh$', r.out, re.M) or re.search(r'^\s*1 ', r.out, re.M)
+    ps, r = box.run_container(img, 'cat /proc/self/stat; echo; ps -o pid,comm; %s; '
+                              'cat /proc/self/mountinfo /proc/self/cgroup' % SHOW_NAMESPACES)
+    # pid: its own numbers: sh is 1, the first command it forks 2 (the bash's mount was 2)
+    assert r.out.startswith('2 (cat) '), r.out
+    assert re.search(r'^\s*1 sh$', r.out, re.M), r.out
+    # mount, uts, ipc, pid, net: namespaces other than its caller's, as the kernel names them
+    inside = dict(re.findall(r'^(\w+) (\w+:\[\d+\])$', r.out, re.M))
+    outside = dict(re.findall(r'^(\w+) (\w+:\[\d+\])$', box.sh(SHOW_NAMESPACES).out, re.M))
+    assert sorted(inside) == sorted(outside) == sorted(NAMESPACES), (inside, outside)
+    assert not set(inside.values()) & set(outside.values()), (inside, outside)
+    # mount: its root is the overlay of its own layers, its /proc its own; the
+    # /proc it mounted never reached the caller's mount table
+    assert re.search(r'^\d+ \d+ \S+ / / .* - overlay overlay \S*lowerdir=%s/%s/lower[,\s]'
+                     % (CONTAINERS, ps), r.out, re.M), r.out
+    assert re.search(r'^\d+ \d+ \S+ / /proc .* - proc ', r.out, re.M), r.out
+    merged = '%s/%s/merged' % (CONTAINERS, ps)
+    assert merged in box.mounts() and merged + '/proc' not in box.mounts()
     for ctrl in ('cpu', 'cpuacct', 'memory'):
         assert re.search(r'^\d+:%s:/%s$' % (ctrl, ps), r.out, re.M), r.out
 
@@ -182,7 +198,7 @@ def test_veth0_is_on_br1_while_the_container_runs(box, busybox):
     img = box.init(busybox)
     p = box.popen([BOCKER, 'run', img, RUNNING],
                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
-    ps = wait_running(box)
+    ps = box.wait_ready()
     r = box.sh('ip -o link show dev veth0_%s' % ps)
     assert r.code == 0 and ' master br1 ' in r.out, r
     assert box.netns() == ['netns_' + ps]
@@ -245,18 +261,8 @@ def test_ps_and_logs(box, busybox):
 
 # --- exec ------------------------------------------------------------------------------
 
+# Runs until /tmp/go is made inside; box.wait_ready() sees it start.
 RUNNING = 'touch /tmp/ready; while [ ! -e /tmp/go ]; do sleep 0.05; done'
-
-
-def wait_running(box, timeout=20):
-    """The id of the one container, once its command (RUNNING) runs."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        cs = box.containers()
-        if cs and box.exists('%s/%s/merged/tmp/ready' % (CONTAINERS, cs[0])):
-            return cs[0]
-        time.sleep(0.05)
-    raise AssertionError('container did not start')
 
 
 def test_exec_into_a_running_container_without_a_terminal(box, busybox):
@@ -264,7 +270,7 @@ def test_exec_into_a_running_container_without_a_terminal(box, busybox):
     # start_new_session: no controlling terminal anywhere in the chain
     p = box.popen([BOCKER, 'run', img, RUNNING],
                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True)
-    ps = wait_running(box)
+    ps = box.wait_ready()
     r = box.bocker('exec', ps, 'sh', '-c', 'readlink /proc/self/ns/uts; '
                    'tr "\\\\0" " " < /proc/1/cmdline; echo; ip -o -4 addr show veth1_%s; exit 7' % ps)
     assert r.code == 7
@@ -341,9 +347,9 @@ def test_rm_container_removes_every_part(box, busybox):
 
 def test_rm_of_a_running_container_stops_it_first(box, busybox):
     img = box.init(busybox)
-    p = box.popen([BOCKER, 'run', img, 'touch /tmp/ready; sleep 600'], stdin=subprocess.DEVNULL,
+    p = box.popen([BOCKER, 'run', img, READY], stdin=subprocess.DEVNULL,
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    ps = wait_running(box)
+    ps = box.wait_ready()
     r = box.bocker('rm', ps)
     assert (r.out, r.code) == ('Removed: %s\n' % ps, 0)
     p.wait(timeout=30)

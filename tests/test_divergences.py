@@ -7,10 +7,7 @@ import sys
 
 import pytest
 
-from conftest import BOCKER, CONFLICT, ROOT, STORE
-
-OVERLAY = STORE + '/overlay'
-CONTAINERS = STORE + '/containers'
+from conftest import BOCKER, CONFLICT, CONTAINERS, OVERLAY, ROOT, STORE
 
 sys.path.insert(0, ROOT)
 import bocker  # noqa: E402

@@ -21,12 +21,11 @@ import time
 
 import pytest
 
-from conftest import ROOT, STORE, Box
+from conftest import OVERLAY, ROOT, STORE, Box
 from sandbox import Sandbox
 from test_pull import pull, reg  # noqa: F401  (reg: the registry fixture)
 
 EXPORT = os.path.join(ROOT, 'compat', 'export-image')
-OVERLAY = STORE + '/overlay'
 GOARCH = {'x86_64': 'amd64', 'aarch64': 'arm64', 'i686': '386', 'armv7l': 'arm',
           'ppc64le': 'ppc64le', 's390x': 's390x', 'riscv64': 'riscv64'}
 

@@ -7,26 +7,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import BOCKER, ROOT, STORE, Box, unclash
+from conftest import BOCKER, CONTAINERS, OVERLAY, READY, ROOT, STORE, Box, unclash
 from sandbox import Sandbox
-
-OVERLAY = STORE + '/overlay'
-CONTAINERS = STORE + '/containers'
-READY = 'touch /tmp/ready; sleep 600'
-
-
-def wait_ready(box, ps=None, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for c in ([ps] if ps else box.containers()):
-            if box.exists('%s/%s/merged/tmp/ready' % (CONTAINERS, c)):
-                return c
-        time.sleep(0.05)
-    raise AssertionError('container not ready')
 
 
 def container_pid(box, ps):
@@ -78,7 +63,7 @@ def test_rm_while_another_run_starts(box, busybox, report):
 def test_kill_9_of_bocker_during_run(box, busybox, report):
     img = box.init(busybox)
     p = box.popen([BOCKER, 'run', img, READY], stdout=subprocess.DEVNULL)
-    ps = wait_ready(box)
+    ps = box.wait_ready()
     p.send_signal(signal.SIGKILL)                 # bocker.py itself (the shim execs it)
     p.wait()
     assert box.netns() == ['netns_' + ps]         # run had no chance to clean up
@@ -91,7 +76,7 @@ def test_kill_9_of_bocker_during_run(box, busybox, report):
 def test_container_killed_from_outside(box, busybox, report):
     img = box.init(busybox)
     p = box.popen([BOCKER, 'run', img, READY], stdout=subprocess.PIPE, text=True)
-    ps = wait_ready(box)
+    ps = box.wait_ready()
     os.kill(container_pid(box, ps), signal.SIGKILL)
     p.communicate(timeout=30)
     assert p.returncode == 0

@@ -12,13 +12,12 @@ import threading
 import pytest
 
 import registry
-from conftest import ROOT, STORE
+from conftest import OVERLAY, ROOT
 
 # Each test that uses a sandbox runs in both flavours (tests/sandbox.py): a
 # fresh sysfs, and the host's /sys as in a plain `unshare --net --mount` shell.
 pytestmark = pytest.mark.flavours
 
-OVERLAY = STORE + '/overlay'
 CLONE_NEWNET = 0x40000000
 
 

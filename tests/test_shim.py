@@ -1,7 +1,9 @@
 """bocker.sh is a drop-in for the bash `bocker`: absolute or relative path, a
 symlink on PATH, any working directory, the project's venv."""
 import os
+import shutil
 import subprocess
+import sys
 
 from conftest import BOCKER, ROOT, clean_env, help_text
 
@@ -36,14 +38,29 @@ def test_arguments_and_exit_status_pass_through():
 
 
 def test_uses_the_project_venv(tmp_path):
-    """With a PATH whose python3 cannot import plumbum, the shim still runs
-    commands that need it: it takes .venv/bin/python."""
+    """The shim runs bocker.py under the .venv beside it, not the python3 on
+    PATH: seen from inside, the interpreter that imports bocker is
+    .venv/bin/python (an audit hook, loaded by that venv's site-packages,
+    writes down sys.executable at the import)."""
+    project = tmp_path / 'project'
+    project.mkdir()
+    for name in ('bocker.py', 'bocker.sh'):
+        shutil.copy2(os.path.join(ROOT, name), project / name)
+    venv = project / '.venv'
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], check=True)
+    seen = tmp_path / 'seen'
+    site, = venv.glob('lib/python3*/site-packages')
+    (site / 'seen.pth').write_text(
+        'import sys; sys.addaudithook(lambda event, args: event == "import" and '
+        'args[0] == "bocker" and open(%r, "a").write(sys.executable + "\\n"))\n' % str(seen))
     fake = tmp_path / 'python3'
     fake.write_text('#!/bin/sh\necho wrong python >&2; exit 99\n')
     fake.chmod(0o755)
-    r = run([BOCKER, '--TRACE', 'help'], env={'PATH': '%s:/usr/bin:/bin' % tmp_path})
-    assert r.returncode == 0 and r.stderr == '' and r.stdout == help_text(BOCKER)
-    assert os.path.exists(os.path.join(ROOT, '.venv', 'bin', 'python'))
+    shim = str(project / 'bocker.sh')
+    # an option first: the shim hands it to bocker.py rather than answer help itself
+    r = run([shim, '--TRACE', 'help'], env={'PATH': '%s:/usr/bin:/bin' % tmp_path})
+    assert (r.stdout, r.stderr, r.returncode) == (help_text(shim), '', 0)
+    assert set(seen.read_text().splitlines()) == {str(venv / 'bin' / 'python')}
 
 
 def test_help_from_the_shim_is_bocker_pys_own(tmp_path):
