@@ -17,16 +17,14 @@ import subprocess
 
 import pytest
 
-from conftest import BOCKER, STORE, Result, clean_env, unclash
+from conftest import BOCKER, CONTAINERS, STORE, Result, clean_env, unclash
 from explain_record import FIXTURES, blocks, record, shown, wait_for
 from golden import Normaliser, diff
-from test_commands import wait_running
 
-CONTAINERS = STORE + '/containers'
 RUN_STEPS = ['veth', 'netns', 'overlay', 'files', 'cgroups', 'container', 'cleanup']
 PROMPT = b'--STEP: press Enter for the next step'
-READY = 'touch /tmp/ready; read line'   # pid 1 waits on its stdin, a pipe held open
-                                        # (tmp/ready: what wait_running looks for)
+# pid 1 says it runs (tmp/ready: Box.wait_ready), then waits on its stdin, a pipe held open
+READ_LINE = 'touch /tmp/ready; read line'
 
 
 def kernel(block):
@@ -168,10 +166,10 @@ def test_explain_shows_what_the_container_itself_sees(box, busybox, tmp_path):
 @pytest.mark.flavours
 def test_explain_exec_and_rm_of_a_running_container(box, busybox):
     img = box.init(busybox)
-    run = box.popen([BOCKER, '--EXPLAIN', 'run', img, READY], stdin=subprocess.PIPE,
+    run = box.popen([BOCKER, '--EXPLAIN', 'run', img, READ_LINE], stdin=subprocess.PIPE,
                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        ps = wait_running(box)
+        ps = box.wait_ready()
         merged = '%s/%s/merged' % (CONTAINERS, ps)
         r = box.bocker('--EXPLAIN', 'exec', ps, 'sh', '-c',
                        'for n in ipc mnt net pid uts; do readlink /proc/self/ns/$n; done')
