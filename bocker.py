@@ -745,12 +745,15 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
         # bash: rm -rf "$overlay_path/$1" && echo "Removed: $1"
         remove_tree('%s/%s' % (overlay_path, uuid))
         say('Removed: %s' % uuid)
+        explain('rm-image', uuid)
         return 0
     # bash: else
     need_modules('plumbum')
+    explain('rm-found', uuid)
     # diverges (row 4): a running container is stopped first. Killing pid 1 of its
     # pid namespace kills every process in it (pid_namespaces(7)).
     stop(uuid)
+    explain('rm-stop', uuid)
     # bash: umount "$container_path/$1"/merged && rm -rf "$container_path/$1" && ip netns del netns_"$1" && ip link del dev veth0_"$1" && echo "Removed: $1"
     # diverges (row 3): each part is removed only if it is still there (run already
     # deleted the netns and veth), so Removed: is printed.
@@ -762,8 +765,10 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
         gone('veth0_' + uuid)                  # its peer went with the netns
     delete(lambda: link_exists('veth0_' + uuid), 'ip', 'link', 'del', 'dev', 'veth0_' + uuid)
     say('Removed: %s' % uuid)
+    explain('rm-parts', uuid)
     # bash: cgdelete -g "$cgroups:/$1" &> /dev/null
     cgdelete(uuid)
+    explain('rm-cgroups', uuid)
     return 0
 
 
@@ -936,6 +941,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     undo = []
     try:
         setup(image, uuid, cmd, cpu_share, mem_limit, undo)
+        explain('cgroups', uuid)
     except (Exit, OSError) as e:
         for step in reversed(undo):            # diverges (row 22): nothing half-made is left
             step()
@@ -950,6 +956,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
         delete(lambda: link_exists('veth0_' + uuid), 'ip', 'link', 'del', 'dev', 'veth0_' + uuid)
         # bash: ip netns del netns_"$uuid"
         delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', 'netns_' + uuid)
+        explain('cleanup', uuid)
     return code
 
 
@@ -1030,6 +1037,7 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
         ['netns', 'add', netns],
         # bash: ip link set veth1_"$uuid" netns netns_"$uuid"
         ['link', 'set', veth1, 'netns', netns]])
+    explain('veth', uuid)
     ip_batch(netns, [
         # bash: ip netns exec netns_"$uuid" ip link set dev lo up
         ['link', 'set', 'dev', 'lo', 'up'],
@@ -1041,6 +1049,7 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
         ['link', 'set', 'dev', veth1, 'up'],
         # bash: ip netns exec netns_"$uuid" ip route add default via 172.18.0.1
         ['route', 'add', 'default', 'via', '172.18.0.1']])
+    explain('netns', uuid)
     # bash: mkdir -p "$container_path/$uuid"/{lower,upper,work,merged} && cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null && \
     for sub in ('lower', 'upper', 'work', 'merged'):
         os.mkdir('%s/%s' % (cdir, sub))
@@ -1061,10 +1070,12 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
     run('mount', '-t', 'overlay', 'overlay', '-o',
         'lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work'.format(cdir), cdir + '/merged')
     undo.insert(1, lambda: run('umount', cdir + '/merged', check=False))
+    explain('overlay', uuid, image)
     # bash: echo 'nameserver 114.114.114.114' > "$container_path/$uuid"/merged/etc/resolv.conf
     write_inside(cdir + '/merged', 'etc/resolv.conf', 'nameserver 114.114.114.114')
     # bash: echo "$cmd" > "$container_path/$uuid/$uuid.cmd"
     write('%s/%s.cmd' % (cdir, uuid), cmd)
+    explain('files', uuid)
     # A cgroup per container in each of the cpu, cpuacct and memory hierarchies.
     # bash: cgcreate -g "$cgroups:/$uuid"
     run('cgcreate', '-g', '%s:/%s' % (controllers(), uuid))
@@ -1174,6 +1185,7 @@ def execute(image, uuid, cmd, signals):
                     lambda sig: kill_container(uuid, chain, sig), uuid)
     proc = command(argv).popen(stdin=None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     chain.append(proc)
+    explain('watch', uuid, proc)
     # bash: 2>&1 | tee "$container_path/$uuid/$uuid.log" || true
     with open('%s/%s.log' % (cdir, uuid), 'wb') as log:
         tee(proc, log, signals)
@@ -1349,6 +1361,7 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
     if not re.fullmatch(r' *[0-9]+', cid):
         say("Container '%s' exists but is not running" % q(uuid))
         raise Exit(1)
+    explain('exec', uuid, cid)
     # nsenter joins the namespaces of that process: -m mount, -u uts, -i ipc,
     # -n net, -p pid (nsenter(1), setns(2)); chroot then enters its root.
     # diverges (row 37): cgexec first puts it in the container's cgroups, so what
@@ -1632,6 +1645,30 @@ def reap(pids):
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
+
+
+# --- --EXPLAIN: what each step did, read back from the kernel -------------------
+
+def explain(step, uuid, *more):
+    """After a step of run, exec or rm: with --EXPLAIN or --STEP (options the
+    bash declares and ignores), the step's bash lines, what they do and what the
+    kernel now holds, on stderr (--STEP: then wait for Enter on a terminal).
+    The machinery is bocker_explain.py beside this file, loaded only then: every
+    line here is compiled again by each container's enter step, within the
+    container's memory limit."""
+    if option('EXPLAIN') or option('STEP'):
+        if 'bocker_explain' not in sys.modules:
+            import importlib.util
+            path = os.path.join(os.path.dirname(os.path.realpath(__file__)), 'bocker_explain.py')
+            spec = importlib.util.spec_from_file_location('bocker_explain', path)
+            module = importlib.util.module_from_spec(spec)
+            try:
+                spec.loader.exec_module(module)
+            except OSError as e:
+                fail('--EXPLAIN and --STEP need %s: %s' % (path, e.strerror))
+            module.bind(sys.modules[__name__])
+            sys.modules['bocker_explain'] = module
+        sys.modules['bocker_explain'].explain(step, uuid, *more)
 
 
 if __name__ == '__main__':

@@ -311,6 +311,17 @@ else:
         assert read(cg + '/memory.max') == str(memory_max(mb))
         assert err == '', err
 
+    def test_explain_reads_the_v2_knobs(img):
+        """--EXPLAIN on v2 reads cpu.weight and memory.max back from the one
+        cgroup, where cgroup2 is mounted (issue 19), and the container's
+        /proc/PID/cgroup line 0::PATH."""
+        uuid, _code, out, err = run_container(img, 'cat /proc/self/cgroup',
+                                              ('--EXPLAIN', '--CPU_SHARE=1024', '--MEM_LIMIT=64'))
+        path = cgroup_line(out, uuid)
+        knobs = 'cpu.weight = %d, memory.max = %d' % (WEIGHTS[1024], memory_max(64))
+        assert '0::%s  %s%s: %s, 0 processes' % (path, CGROOT, path, knobs) in err, err
+        assert '  0::%s  %s%s: %s\n' % (path, CGROOT, path, knobs) in err, err
+
     @pytest.mark.parametrize('shares', [2, 3, 369, 1024, 262144, 262145])
     def test_cpu_share_becomes_the_weight_runc_gives(img, shares):
         """bocker.py's cpu.weight, read from the container's cgroup, at the
