@@ -104,11 +104,13 @@ EXPLAIN_STEPS = {
         'proc(5), pid_namespaces(7)', True),
     'exec-nsenter': ('exec', 2, 'nsenter: into its namespaces', (
         'nsenter -t "$cid"',),
+        'cgexec first moves it into the container\'s cgroups (cpu, cpuacct, memory), '
+        'so its limits hold for what exec starts; '
         'nsenter joins the namespaces of that process with setns(2): -m mount, -u '
         'hostname, -i IPC, -n network, -p pid (it forks, as only a child enters a '
         'pid namespace); enter then chroots into merged, drops capabilities and '
         'execs the command, which so sees what the container sees.',
-        'nsenter(1), setns(2), namespaces(7)', True),
+        'cgexec(1), nsenter(1), setns(2), namespaces(7)', True),
     'rm-found': ('rm', 1, 'what there is to remove', (
         'if [[ -d "$overlay_path/$1" ]];then',),
         'Not an image, so a container: its parts, as the kernel shows them now.',
