@@ -1364,9 +1364,9 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
     explain('exec', uuid, cid)
     # nsenter joins the namespaces of that process: -m mount, -u uts, -i ipc,
     # -n net, -p pid (nsenter(1), setns(2)); chroot then enters its root.
+    # bash: nsenter -t "$cid" -m -u -i -n -p chroot "$container_path/$1"/merged "${@:2}"
     # diverges (row 37): cgexec first puts it in the container's cgroups, so what
     # exec starts is held to the container's limits (the bash's escaped them).
-    # bash: nsenter -t "$cid" -m -u -i -n -p chroot "$container_path/$1"/merged "${@:2}"
     return spawn_exec(['cgexec', '-g', '%s:%s' % (controllers(), uuid),
                        'nsenter', '-t', cid, '-m', '-u', '-i', '-n', '-p',
                        *chroot('%s/%s/merged' % (container_path, uuid)), *args[1:]])
