@@ -95,24 +95,31 @@ def trace(argv):
         sys.stderr.flush()
 
 
-def command(argv):
-    """The plumbum command for argv, the tool looked up on PATH now."""
+def spawn(argv, shown=None):
+    """Every system command bocker runs starts here: shown by --TRACE as the
+    bash's `set -x` shows it (shown: the lines to show for it instead), looked
+    up on PATH now, and what we printed flushed before it writes. It returns
+    the plumbum command, to run, pipe or start."""
+    for line in [argv] if shown is None else shown:
+        trace(line)
     local = plumbum_local()
     from plumbum.commands.processes import CommandNotFound
     try:
-        return local[argv[0]][list(argv[1:])]
+        cmd = local[argv[0]][list(argv[1:])]
     except CommandNotFound:
         fail('%s: command not found' % argv[0], 127)
-
-
-def run(*argv, check=True, quiet=False, stdout=None, traced=True):
-    """Run a system command with our stdin/stdout/stderr; as under bash's
-    errexit, a failure ends bocker with the command's status (check=True)."""
-    if traced:
-        trace(argv)
-    cmd = command(argv)
-    from plumbum.commands.modifiers import RETCODE
     flush()
+    return cmd
+
+
+def run(*argv, check=True, quiet=False, stdout=None, stdin=None, shown=None):
+    """Run a system command with our stdin/stdout/stderr (stdin: a text to
+    give it instead); as under bash's errexit, a failure ends bocker with the
+    command's status (check=True)."""
+    cmd = spawn(argv, shown)
+    from plumbum.commands.modifiers import RETCODE
+    if stdin is not None:
+        cmd = cmd << stdin
     if quiet:                                  # bash: &> /dev/null
         code = cmd.run(retcode=None)[0]
     elif stdout is not None:                   # bash: > /dev/null
@@ -148,6 +155,20 @@ def need(args, count, func):
     if len(args) < count:
         sys.stderr.write(usage(func) + '\n')
         raise Exit(1)
+
+
+def refuse(message, name):
+    """The bash's own refusals, `echo "MESSAGE '$1'" && exit 1`: on stdout,
+    status 1."""
+    say(message % q(name))
+    raise Exit(1)
+
+
+def need_container(uuid):
+    """exec, logs and commit refuse a container bocker_check does not know
+    (its 3): "No container named '...' exists", status 1."""
+    if bocker_check(uuid) != '2':
+        refuse("No container named '%s' exists", uuid)
 
 
 def well_formed(name):
@@ -201,9 +222,9 @@ def bocker_init(*args):  #HELP Create an image from a directory:\nBOCKER init <d
         # bash: cp -rf --reflink=auto "$1"/* "$overlay_path/$uuid" > /dev/null
         copy_tree(src, tmp)
         finish_image(tmp, src)
-    except OSError as e:
-        remove_tree(tmp)
-        fail('cannot create the image: %s' % e)
+    except OSError:
+        remove_tree(tmp)                       # nothing half-made; main() says why
+        raise
     # bash: else
     # bash: echo "No directory named '$1' exists"
     # (above: the Python tests for it first)
@@ -251,6 +272,7 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
     need(args, 2, 'bocker_pull')
     need_modules('jq', 'plumbum')
     import subprocess
+    import tarfile
     import uuid as uuidlib
     import jq
     need_store(overlay_path)
@@ -285,7 +307,7 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
         # bash: bocker_init /tmp/$tmp_uuid && rm -rf /tmp/$tmp_uuid
         finish_image(rootfs, '%s:%s' % (args[0], args[1]))
         return 0
-    except (OSError, ValueError) as e:
+    except (ValueError, tarfile.TarError) as e:   # a bad manifest or layer (OSError: main())
         fail('pull %s:%s: %s' % (args[0], args[1], e))
     finally:
         remove_tree(tmp)
@@ -309,12 +331,10 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
         fail("No image or container named '%s' exists" % q(uuid))
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
     if bocker_check(uuid) == '3':
-        say("No container named '%s' exists" % q(uuid))
-        raise Exit(1)
+        refuse("No container named '%s' exists", uuid)
     # bash: [[ "$(bocker_check "$1")" == 1 ]] && echo "No image named '$1' exists" && exit 1
     if bocker_check(uuid) == '1':
-        say("No image named '%s' exists" % q(uuid))
-        raise Exit(1)
+        refuse("No image named '%s' exists", uuid)
     # bash: if [[ -d "$overlay_path/$1" ]];then
     if os.path.isdir('%s/%s' % (overlay_path, uuid)):
         # bash: rm -rf "$overlay_path/$1" && echo "Removed: $1"
@@ -409,8 +429,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     # (drawn below by new_container(), once the image and the limits are checked)
     # bash: [[ "$(bocker_check "$1")" == 1 ]] && echo "No image named '$1' exists" && exit 1
     if bocker_check(image) != '0':             # diverges (row 7): nor is ps_N, or foo
-        say("No image named '%s' exists" % q(image))
-        raise Exit(1)
+        refuse("No image named '%s' exists", image)
     need_modules('plumbum')
     need_store(container_path)
     need_bridge()
@@ -434,11 +453,9 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     try:
         setup(image, uuid, cmd, cpu_share, mem_limit, undo)
         explain('cgroups', uuid)
-    except (Exit, OSError) as e:
+    except (Exit, OSError, KeyboardInterrupt):
         for step in reversed(undo):            # diverges (row 22): nothing half-made is left
             step()
-        if isinstance(e, OSError):
-            fail('cannot create container %s: %s' % (uuid, e))
         raise
     # the bash's cgexec ... | tee: execute()
     try:
@@ -465,9 +482,7 @@ def delete(exists, *argv):
     first is no failure."""
     if not exists():
         return
-    trace(argv)
-    flush()
-    code, _out, err = command(argv).run(retcode=None)
+    code, _out, err = spawn(argv).run(retcode=None)
     if code and exists():
         sys.stderr.write(err)
         raise Exit(code)
@@ -592,9 +607,8 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
 def cgset(uuid, *knobs):
     """`cgset -r KNOB UUID` for each knob, in one cgset process (it takes
     several -r), traced as one line each, as the bash runs them."""
-    for knob in knobs:
-        trace(['cgset', '-r', knob, uuid])
-    run('cgset', *[arg for knob in knobs for arg in ('-r', knob)], uuid, traced=False)
+    run('cgset', *[arg for knob in knobs for arg in ('-r', knob)], uuid,
+        shown=[['cgset', '-r', knob, uuid] for knob in knobs])
 
 
 def ip_batch(netns, commands):
@@ -602,15 +616,9 @@ def ip_batch(netns, commands):
     namespace netns with `ip -n` when given), tracing each as the bash runs it:
     `ip ARGS`, or `ip netns exec NETNS ip ARGS`."""
     prefix = ['ip'] if netns is None else ['ip', 'netns', 'exec', netns, 'ip']
-    for args in commands:
-        trace(prefix + args)
-    argv = ['ip'] + (['-n', netns] if netns else []) + ['-batch', '-']
-    cmd = command(argv) << ''.join(' '.join(args) + '\n' for args in commands)
-    from plumbum.commands.modifiers import RETCODE
-    flush()
-    code = cmd & RETCODE(FG=True)
-    if code:
-        raise Exit(code)
+    run('ip', *(['-n', netns] if netns else []), '-batch', '-',
+        stdin=''.join(' '.join(args) + '\n' for args in commands),
+        shown=[prefix + args for args in commands])
 
 
 def address(uuid):
@@ -638,20 +646,20 @@ def execute(image, uuid, cmd, signals):
     argv = ['cgexec', '-g', '%s:%s' % (controllers(), uuid),
             'ip', 'netns', 'exec', 'netns_' + uuid,
             'unshare', '-fmuip', '--mount-proc',
-            *chroot(cdir + '/merged'), '/bin/sh', '-c', cmd]
-    trace(argv)
-    trace(['tee', '%s/%s.log' % (cdir, uuid)])
-    flush()
+            *enter_argv(cdir + '/merged'), '/bin/sh', '-c', cmd]
+    logged = '%s/%s.log' % (cdir, uuid)
+    log = open(logged, 'wb')                   # before the command: it never runs unlogged
     # diverges (row 36): a signal to the run is passed on to the container's pid 1,
     # which gets a grace to end, then is killed; see Signals.
     chain = []
     signals.started(lambda: [int(pid) for pid in [container_pid(uuid)] if pid],
                     lambda sig: kill_container(uuid, chain, sig), uuid)
-    proc = command(argv).popen(stdin=None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    chain.append(proc)
-    explain('watch', uuid, proc)
-    # bash: 2>&1 | tee "$container_path/$uuid/$uuid.log" || true
-    with open('%s/%s.log' % (cdir, uuid), 'wb') as log:
+    with log:
+        proc = spawn(argv, shown=[argv, ['tee', logged]]).popen(
+            stdin=None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        chain.append(proc)
+        explain('watch', uuid, proc)
+        # bash: 2>&1 | tee "$container_path/$uuid/$uuid.log" || true
         tee(proc, log, signals)
     return signals.code or 0
 
@@ -689,7 +697,7 @@ def tee(proc, log, signals):
     os.close(pidfd)
 
 
-def chroot(root):
+def enter_argv(root):
     """In place of the bash's `chroot ROOT`: this file's enter(), which also
     drops capabilities. diverges (row 29): in the bash a container's root kept every
     capability (it could mount filesystems, write /proc/sysrq-trigger), and its
@@ -709,16 +717,13 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
     need(args, 2, 'bocker_exec')
     uuid = args[0]
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
-    if bocker_check(uuid) != '2':              # diverges (row 7): nor is img_N, or foo
-        say("No container named '%s' exists" % q(uuid))
-        raise Exit(1)
+    need_container(uuid)                       # diverges (row 7): nor is img_N, or foo
     need_modules('plumbum')
     # bash: cid="$(ps o ppid,pid | grep "^$(ps o pid,cmd | grep -E "^\ *[0-9]+ unshare.*$1" | awk '{print $1}')" | awk '{print $2}')"
     cid = container_pid(uuid)
     # bash: [[ ! "$cid" =~ ^\ *[0-9]+$ ]] && echo "Container '$1' exists but is not running" && exit 1
     if not re.fullmatch(r' *[0-9]+', cid):
-        say("Container '%s' exists but is not running" % q(uuid))
-        raise Exit(1)
+        refuse("Container '%s' exists but is not running", uuid)
     explain('exec', uuid, cid)
     # nsenter joins the namespaces of that process: -m mount, -u uts, -i ipc,
     # -n net, -p pid (nsenter(1), setns(2)); chroot then enters its root.
@@ -727,23 +732,18 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
     # exec starts is held to the container's limits (the bash's escaped them).
     return spawn_exec(['cgexec', '-g', '%s:%s' % (controllers(), uuid),
                        'nsenter', '-t', cid, '-m', '-u', '-i', '-n', '-p',
-                       *chroot('%s/%s/merged' % (container_path, uuid)), *args[1:]])
+                       *enter_argv('%s/%s/merged' % (container_path, uuid)), *args[1:]])
 
 
 def bocker_logs(*args):  #HELP View logs from a container:\nBOCKER logs <container_id>
     need(args, 1, 'bocker_logs')
     uuid = args[0]
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
-    if bocker_check(uuid) != '2':              # diverges (row 7): nor is img_N, or foo
-        say("No container named '%s' exists" % q(uuid))
-        raise Exit(1)
+    need_container(uuid)                       # diverges (row 7): nor is img_N, or foo
     # bash: cat "$container_path/$1/$1.log"
     flush()
-    try:
-        with open('%s/%s/%s.log' % (container_path, uuid, uuid), 'rb') as f:
-            sys.stdout.buffer.write(f.read())
-    except OSError as e:
-        fail('%s: %s' % (e.filename, e.strerror))
+    with open('%s/%s/%s.log' % (container_path, uuid, uuid), 'rb') as f:
+        sys.stdout.buffer.write(f.read())
     return 0
 
 
@@ -752,13 +752,10 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
     need(args, 2, 'bocker_commit')
     uuid, image = args[0], args[1]
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
-    if bocker_check(uuid) != '2':              # diverges (row 7): nor is img_N, or foo
-        say("No container named '%s' exists" % q(uuid))
-        raise Exit(1)
+    need_container(uuid)                       # diverges (row 7): nor is img_N, or foo
     # bash: [[ "$(bocker_check "$2")" == 0 ]] && echo "Image named '$2' exists" && exit 1
     if bocker_check(image) == '0':
-        say("Image named '%s' exists" % q(image))
-        raise Exit(1)
+        refuse("Image named '%s' exists", image)
     if not well_formed(image) or not image.startswith('img_'):   # diverges (row 8): see well_formed
         fail("'%s' is not a valid image name: use img_ and digits" % q(image))
     merged = '%s/%s/merged' % (container_path, uuid)
@@ -791,12 +788,11 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
             lines = read(source).split('\n')
             write(source, '\n'.join(re.sub(r':.*$', ':' + stamp, l) for l in lines))
         os.rename(tmp, '%s/%s' % (overlay_path, image))
-    except OSError as e:
-        remove_tree(tmp)
+    except OSError:
+        remove_tree(tmp)                       # nothing half-made; main() says why
         if os.path.isdir('%s/%s' % (overlay_path, image)):
-            say("Image named '%s' exists" % q(image))
-            raise Exit(1)
-        fail('cannot commit %s: %s' % (uuid, e))
+            refuse("Image named '%s' exists", image)
+        raise
     # bash: echo "Created: $2"
     say('Created: %s' % image)
     return 0
@@ -842,27 +838,46 @@ def main(argv):
     global PROG
     # "$0": the shim passes the name it was called by.
     PROG = os.environ.get('BOCKER_PROG') or argv[0]
-    if argv[1:2] == ['__enter__'] and len(argv) > 3:
-        return enter(*argv[2:])
     try:
-        args = options(list(argv[1:]))
-        # bash: [[ -z "${1-}" ]] && bocker_help "$0" && exit 1
-        if not args or args[0] == '':          # diverges (row 10): also after --OPT alone
-            bocker_help(PROG)
-            return 1
-        # bash: case $1 in
-        if args[0] in ('pull', 'init', 'rm', 'images', 'ps', 'run', 'exec', 'logs', 'commit'):
-            # bash: pull|init|rm|images|ps|run|exec|logs|commit) bocker_"$1" "${@:2}" ;;
-            return globals()['bocker_' + args[0]](*args[1:])
-        # bash: *) bocker_help "$0" ;;
-        bocker_help(PROG)
-        return 0
+        try:
+            return dispatch(argv)
+        except OSError as e:                   # our own errors: one line, status 1
+            fail(os_error(e, argv))
     except Exit as e:
         return e.code
     except KeyboardInterrupt:
         return 130
     finally:
         flush()
+
+
+def dispatch(argv):
+    """The bash's main: the options, then the command (or enter(), the step
+    into a container that enter_argv() starts)."""
+    if argv[1:2] == ['__enter__'] and len(argv) > 3:
+        return enter(*argv[2:])
+    args = options(list(argv[1:]))
+    # bash: [[ -z "${1-}" ]] && bocker_help "$0" && exit 1
+    if not args or args[0] == '':          # diverges (row 10): also after --OPT alone
+        bocker_help(PROG)
+        return 1
+    # bash: case $1 in
+    if args[0] in ('pull', 'init', 'rm', 'images', 'ps', 'run', 'exec', 'logs', 'commit'):
+        # bash: pull|init|rm|images|ps|run|exec|logs|commit) bocker_"$1" "${@:2}" ;;
+        return globals()['bocker_' + args[0]](*args[1:])
+    # bash: *) bocker_help "$0" ;;
+    bocker_help(PROG)
+    return 0
+
+
+def os_error(e, argv):
+    """An OSError as one line: the command, the path, what the kernel said
+    (errno(3)). Each command leaves nothing half-made before it gets here."""
+    words = [w.strip('_') for w in argv[1:] if not w.startswith('--')][:1]   # __enter__: enter
+    for name in (e.filename, e.filename2):
+        if name is not None:
+            words.append(q(os.fsdecode(name)))
+    return ': '.join(words + [e.strerror or str(e)])
 
 
 # --- Copying trees: init, run's lower layer and commit copy an image -------------
@@ -1334,9 +1349,7 @@ def spawn_exec(argv):
     import select
     signals = Signals()
     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
-    trace(argv)
-    flush()
-    proc = command(argv).popen(stdin=None, stdout=None, stderr=None)
+    proc = spawn(argv).popen(stdin=None, stdout=None, stderr=None)
     me = os.getpid()
 
     def commands():
@@ -1386,9 +1399,8 @@ KEEP_CAPS = {0: 'chown', 1: 'dac_override', 3: 'fowner', 4: 'fsetid', 5: 'kill',
 
 def enter(root, *argv):
     """The last step into a container (`bocker.py __enter__ ROOT CMD...`, see
-    chroot()), run
-    by unshare as the container's pid 1, or by nsenter for exec (which finds
-    all of it made already, in the mount namespace it joins):
+    enter_argv()), run by unshare as the container's pid 1, or by nsenter for
+    exec (which finds all of it made already, in the mount namespace it joins):
     - its root remounted nodev (mount(2): MS_REMOUNT|MS_BIND|MS_NODEV, in the
       container's own mount namespace only): a device node in the image, or
       one it makes, opens no device of the host;
@@ -1414,7 +1426,7 @@ def enter(root, *argv):
         if os.path.islink(target):             # never a mount through the image's links
             raise OSError(40, 'mount: a symlink', target)
         if libc.mount(source, target.encode(), fstype, flags, data) != 0:
-            raise OSError(ctypes.get_errno(), 'mount', target)
+            raise OSError(ctypes.get_errno(), 'mount: ' + os.strerror(ctypes.get_errno()), target)
     ms_rdonly, ms_nosuid, ms_nodev, ms_noexec, ms_remount, ms_bind = 1, 2, 4, 8, 32, 4096
     proc = root + '/proc'
     if not os.path.exists(proc + '/self'):     # run: not yet mounted
@@ -1432,7 +1444,7 @@ def enter(root, *argv):
     pr_capbset_drop, pr_set_no_new_privs, pr_cap_ambient, clear_all = 24, 38, 47, 4
     for cap in range(last_cap + 1):
         if cap not in KEEP_CAPS and libc.prctl(pr_capbset_drop, cap, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), 'prctl(PR_CAPBSET_DROP)')
+            raise OSError(ctypes.get_errno(), 'prctl(PR_CAPBSET_DROP): ' + os.strerror(ctypes.get_errno()))
     libc.prctl(pr_cap_ambient, clear_all, 0, 0, 0)
     libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0)
     # execvp(3)'s PATH search, done here: Python's would import a module, and
@@ -1849,8 +1861,8 @@ def explain_ip(*args, netns=None):
     """What `ip -j [-n NETNS] ARGS` reports (netlink, ip(8)), as Python data;
     None when ip fails (no such device)."""
     import json
-    code, out, _err = command(['ip', '-j'] + (['-n', netns] if netns else []) +
-                              list(args)).run(retcode=None)
+    code, out, _err = spawn(['ip', '-j'] + (['-n', netns] if netns else []) + list(args),
+                            shown=()).run(retcode=None)
     return json.loads(out or '[]') if code == 0 else None
 
 
