@@ -17,8 +17,14 @@
 #                          cgexec(1), cgroups(7))
 #   networking             a veth pair, one end on bridge br1, the other in the
 #                          container's netns (ip-link(8), veth(4))
+import gc
+import io
 import os
+import select
+import stat
 import sys
+import time
+import types
 
 # bash: set -o errexit -o nounset -o pipefail; shopt -s nullglob
 # (errexit: a failing command raises Exit, see run(); nounset: need() checks the
@@ -248,9 +254,8 @@ def claim(tmp, parent, prefix):
     """Give a finished image its id, and on a clash another one.
     bash: uuid="img_$(shuf -i 42002-42254 -n 1)"
     bash: [[ "$(bocker_check "$uuid")" == 0 ]] && bocker_run "$@"
-    rename(2)
-    fails when the name is taken, so the claim is atomic. diverges (row 16): the bash
-    calls bocker_run on a clash instead of retrying."""
+    rename(2) fails when the name is taken, so the claim is atomic.
+    diverges (row 16): the bash calls bocker_run on a clash instead of retrying."""
     import random
     ids = list(range(ID_LOW, ID_HIGH + 1))
     random.shuffle(ids)
@@ -502,9 +507,8 @@ def number(key, default='512'):
 def new_container():
     """bash: uuid="ps_$(shuf -i 42002-42254 -n 1)"
     bash: [[ "$(bocker_check "$uuid")" == 2 ]] && echo "UUID conflict, retrying..." && bocker_run "$@" && return
-    mkdir(2) fails when
-    the name is taken, so the claim is atomic; diverges (row 16): a full id space is an
-    error, not endless retries."""
+    mkdir(2) fails when the name is taken, so the claim is atomic.
+    diverges (row 16): a full id space is an error, not endless retries."""
     import random
     tried = set()
     while len(tried) < ID_HIGH - ID_LOW + 1:
@@ -668,7 +672,6 @@ def tee(proc, log, signals):
     """tee(1): the container's output to our stdout and to its log, until it
     ends; it ends when its pid 1 does (pid_namespaces(7)). Waits in select(2)
     on the output, the process (a pidfd: pidfd_open(2)) and signals."""
-    import select
     out = sys.stdout.buffer
     fd, pidfd = proc.stdout.fileno(), os.pidfd_open(proc.pid)
     reading, shown = True, True
@@ -777,7 +780,6 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
         if os.path.isdir(dev) and not os.path.islink(dev) and not os.listdir(dev):
             os.rmdir(dev)
         # bash: sed -i "s/:.*$/:$(date +%Y%m%d-%H%M%S)/g" "$overlay_path/$2"/img.source
-        import time
         stamp = time.strftime('%Y%m%d-%H%M%S')
         # diverges (row 30): only a regular img.source is rewritten; one the container
         # made a symlink is removed, never followed (sed -i read the target).
@@ -882,6 +884,26 @@ def os_error(e, argv):
 
 # --- Copying trees: init, run's lower layer and commit copy an image -------------
 
+class NewEntry:
+    """What an entry made in a directory gets without asking for it (mkdir(2),
+    open(2)): its owner's uid and gid (a setgid directory gives its group), the
+    setgid bit a subdirectory inherits, and whether its mode is the one asked
+    for (exact: no default ACL sets modes in place of the umask)."""
+    __slots__ = ('uid', 'gid', 'setgid', 'exact')
+
+    def __init__(self, uid, gid, setgid, exact):
+        self.uid, self.gid, self.setgid, self.exact = uid, gid, setgid, exact
+
+    def within(self, st):
+        """What an entry gets in a new directory of stat st."""
+        setgid = st.st_mode & stat.S_ISGID
+        return NewEntry(self.uid, st.st_gid if setgid else self.gid, setgid, self.exact)
+
+    def made(self, mode):
+        """The mode an entry asked to have mode is made with; None: not known."""
+        return mode if self.exact else None
+
+
 def copy_tree(src, dst, link=False):
     """bash: cp -rf --reflink=auto "$src"/* "$dst". Copies everything in src,
     dotfiles too, keeping modes, owners and times (diverges (rows 12, 13): cp -rf skips
@@ -890,31 +912,58 @@ def copy_tree(src, dst, link=False):
     written (overlayfs copies a file up to upper before changing it).
     An image is thousands of entries, so each costs few system calls: it is
     made with its mode (umask 0), given its owner only where it is not the one
-    a new entry gets anyway, and a file's data is copied by the kernel
-    (copy_file_range(2): a reflink where the filesystem shares blocks)."""
-    import stat
+    a new entry gets anyway (NewEntry), and a file's data is copied by the
+    kernel (copy_file_range(2): a reflink where the filesystem shares blocks)."""
+    dirs, files = [], []                   # (directory, times), deepest first
+    seen, links = {}, []                   # hard links: (the first copy, another name)
+
+    def copy_dir(src, dst, new):
+        """One directory: its entries made, its files queued for copy_files,
+        its times queued for the end (its entries' making changes them)."""
+        for entry in os.scandir(src):
+            s, d = entry.path, dst + '/' + entry.name
+            if link and not entry.is_dir(follow_symlinks=False):
+                try:                       # one inode: its mode, owner and times too
+                    os.link(s, d, follow_symlinks=False)    # a symlink itself, as cp -al
+                    continue
+                except OSError:
+                    pass                   # another filesystem: copy
+            st = entry.stat(follow_symlinks=False)
+            mode = stat.S_IMODE(st.st_mode)
+            times = (st.st_atime_ns, st.st_mtime_ns)
+            if stat.S_ISDIR(st.st_mode):
+                os.mkdir(d, mode)
+                settle(d, st, new, made=new.made(mode & 0o1777 | new.setgid))
+                copy_dir(s, d, new.within(st))
+                dirs.append((d, times))
+            elif stat.S_ISREG(st.st_mode):
+                # one inode with several names (link(2)) stays one: the first name is
+                # copied, the others linked to it, as cp -a and tar keep them.
+                # diverges (row 34): cp -rf made each name a file of its own
+                first = seen.setdefault((st.st_dev, st.st_ino), d) if st.st_nlink > 1 else d
+                if first != d:
+                    links.append((first, d))
+                else:
+                    files.append((s, d, st, new))
+            elif stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(s), d)
+                settle(d, st, new, made=mode)  # a symlink has no mode of its own
+                os.utime(d, ns=times, follow_symlinks=False)
+            else:                          # fifos, sockets, devices
+                os.mknod(d, stat.S_IFMT(st.st_mode) | mode & 0o777, st.st_rdev)
+                settle(d, st, new, made=new.made(mode & 0o777))
+                os.utime(d, ns=times, follow_symlinks=False)
+
     old_umask = os.umask(0)
     try:
         top = os.stat(dst)
         setgid = top.st_mode & stat.S_ISGID
-        new = (os.geteuid(), top.st_gid if setgid else os.getegid(), setgid)
         try:                               # a default ACL, not the umask, sets modes
             exact = not os.getxattr(dst, 'system.posix_acl_default')
         except OSError:
             exact = True
-        dirs, files = [], []               # (directory, times), deepest first
-        seen, links = {}, []               # hard links: (the first copy, another name)
-
-        def copy(s, d, st, new, exact):
-            # one inode with several names (link(2)) stays one: the first name is
-            # copied, the others linked to it, as cp -a and tar keep them.
-            # diverges (row 34): cp -rf made each name a file of its own
-            first = seen.setdefault((st.st_dev, st.st_ino), d) if st.st_nlink > 1 else d
-            if first != d:
-                links.append((first, d))
-            else:
-                files.append((s, d, st, new, exact))
-        copy_dir(src, dst, link, new, exact, copy, dirs)
+        copy_dir(src, dst, NewEntry(os.geteuid(), top.st_gid if setgid else os.getegid(),
+                                    setgid, exact))
         copy_files(files)
         for first, d in links:
             os.link(first, d)
@@ -922,42 +971,6 @@ def copy_tree(src, dst, link=False):
             os.utime(d, ns=times)
     finally:
         os.umask(old_umask)
-
-
-def copy_dir(src, dst, link, new, exact, copy, dirs):
-    """copy_tree for one directory. new: the (uid, gid, setgid bit) an entry
-    made in dst gets (a setgid directory gives its group, and its setgid bit
-    to a subdirectory: mkdir(2)); exact: whether modes are made as asked;
-    copy(s, d, st, new, exact) copies a file (copy_file, later); dirs gets each
-    directory's times (set once all is copied)."""
-    import stat
-    for entry in os.scandir(src):
-        s, d = entry.path, dst + '/' + entry.name
-        if link and not entry.is_dir(follow_symlinks=False):
-            try:                           # one inode: its mode, owner and times too
-                os.link(s, d, follow_symlinks=False)    # a symlink itself, as cp -al
-                continue
-            except OSError:
-                pass                       # another filesystem: copy
-        st = entry.stat(follow_symlinks=False)
-        mode = stat.S_IMODE(st.st_mode)
-        times = (st.st_atime_ns, st.st_mtime_ns)
-        if stat.S_ISDIR(st.st_mode):
-            os.mkdir(d, mode)
-            settle(d, st, exact and (mode & 0o1777 | new[2]), new)
-            copy_dir(s, d, link, (new[0], st.st_gid if mode & stat.S_ISGID else new[1],
-                                  mode & stat.S_ISGID), exact, copy, dirs)
-            dirs.append((d, times))
-        elif stat.S_ISREG(st.st_mode):
-            copy(s, d, st, new, exact)
-        elif stat.S_ISLNK(st.st_mode):
-            os.symlink(os.readlink(s), d)
-            settle(d, st, mode, new)       # a symlink has no mode of its own
-            os.utime(d, ns=times, follow_symlinks=False)
-        else:                              # fifos, sockets, devices
-            os.mknod(d, stat.S_IFMT(st.st_mode) | mode & 0o777, st.st_rdev)
-            settle(d, st, exact and mode & 0o777, new)
-            os.utime(d, ns=times, follow_symlinks=False)
 
 
 def copy_files(files):
@@ -983,21 +996,21 @@ def copy_files(files):
         raise errors[0]
 
 
-def settle(d, st, made, new):
-    """Give a new entry (a path, or a file descriptor) its owner and mode where
-    making it did not: it belongs to new[:2] and has mode `made` (False: not
-    known). chown(2) clears the setuid and setgid bits, so chmod comes after."""
-    import stat
+def settle(d, st, new, made=None):
+    """Give a new entry (a path, or a file descriptor) the owner and mode of st
+    where making it did not: it belongs to new's uid and gid and has mode
+    `made` (None: not known). chown(2) clears the setuid and setgid bits, so
+    chmod comes after."""
     path = {} if isinstance(d, int) else {'follow_symlinks': False}
-    chowned = (st.st_uid, st.st_gid) != new[:2]
+    chowned = (st.st_uid, st.st_gid) != (new.uid, new.gid)
     if chowned:
         os.chown(d, st.st_uid, st.st_gid, **path)
-    if not stat.S_ISLNK(st.st_mode) and (made is False or made != stat.S_IMODE(st.st_mode) or
+    if not stat.S_ISLNK(st.st_mode) and (made is None or made != stat.S_IMODE(st.st_mode) or
                                          chowned and st.st_mode & 0o6000):
         os.chmod(d, stat.S_IMODE(st.st_mode))
 
 
-def copy_file(s, d, st, new, exact):
+def copy_file(s, d, st, new):
     """One regular file of copy_tree: made with its mode, its data copied in
     the kernel (copy_file_range(2); sendfile(2) where that cannot, as between
     filesystems before Linux 5.19), then its owner, setuid bits and times."""
@@ -1019,7 +1032,7 @@ def copy_file(s, d, st, new, exact):
                 if not n:
                     break
                 done += n
-            settle(fout, st, exact and st.st_mode & 0o777, new)
+            settle(fout, st, new, made=new.made(st.st_mode & 0o777))
             os.utime(fout, ns=(st.st_atime_ns, st.st_mtime_ns))
         finally:
             os.close(fout)
@@ -1117,7 +1130,6 @@ def copy_member(tar, m, dst):
     """A layer file's data. An uncompressed layer holds it as is: the kernel
     copies it from there (sendfile(2), half the time of reading and writing it
     here); a compressed one is read through a 1 MiB buffer."""
-    import io
     if isinstance(tar.fileobj, io.BufferedReader) and not m.issparse():
         offset, left = m.offset_data, m.size
         while left:
@@ -1197,14 +1209,13 @@ def stop(uuid):
     and netns itself, so the two never race to (and the trace does not depend
     on who wins)."""
     import signal
-    import time
     runner = ''
     for _ in range(500):
         pid = container_pid(uuid)
         if not pid:
             break
-        runner = runner or parent_of(parent(pid))
-        for victim in (parent(pid), pid):
+        runner = runner or ppid(unshare_of(pid))
+        for victim in (unshare_of(pid), pid):
             try:
                 os.kill(int(victim), signal.SIGKILL)
             except (ProcessLookupError, ValueError):
@@ -1218,17 +1229,18 @@ def stop(uuid):
         time.sleep(0.01)
 
 
-def parent(pid):
-    """The parent of pid if it is the container's unshare, else ''."""
-    ppid = parent_of(pid)
+def unshare_of(pid):
+    """The unshare that waits for a container's pid 1: pid's parent if that is
+    an unshare (proc(5): /proc/PID/comm), else ''."""
+    parent = ppid(pid)
     try:
-        with open('/proc/%s/comm' % ppid) as f:
-            return ppid if f.read().strip() == 'unshare' else ''
+        with open('/proc/%s/comm' % parent) as f:
+            return parent if f.read().strip() == 'unshare' else ''
     except OSError:
         return ''
 
 
-def parent_of(pid):
+def ppid(pid):
     """The parent process id of pid (proc(5): /proc/PID/status), or ''."""
     try:
         with open('/proc/%s/status' % pid) as f:
@@ -1250,7 +1262,7 @@ def running(pid):
 
 def children(pid):
     """The processes whose parent is pid (proc(5): PPid in /proc/PID/status)."""
-    return [int(p) for p in os.listdir('/proc') if p.isdigit() and parent_of(p) == str(pid)]
+    return [int(p) for p in os.listdir('/proc') if p.isdigit() and ppid(p) == str(pid)]
 
 
 class Signals:
@@ -1278,7 +1290,6 @@ class Signals:
         self.target, self.kill, self.what = target, kill, what
 
     def handle(self, signum, _frame):
-        import time
         if self.signum is not None:
             self.deadline = 0                  # again: no more grace
             return
@@ -1300,7 +1311,6 @@ class Signals:
 
     def tick(self):
         import signal
-        import time
         if self.signum is None:
             return
         try:
@@ -1346,7 +1356,6 @@ def spawn_exec(argv):
     terminal's ctrl-C, the command it started comes to us, so a signal still
     reaches it and the grace still ends it."""
     import ctypes
-    import select
     signals = Signals()
     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
     proc = spawn(argv).popen(stdin=None, stdout=None, stderr=None)
@@ -1414,7 +1423,7 @@ def enter(root, *argv):
       nor regain them;
     - exec the command, as chroot(1) does."""
     import ctypes
-    import _signal as signal                   # signal without its enums: 5 ms less
+    import _signal as signal                   # the C module: signal's enums are not needed here
     libc = ctypes.CDLL(None, use_errno=True)
     # Python ignores SIGPIPE and SIGXFSZ, and exec keeps ignored signals: give
     # the command the defaults it would get from a shell (signal(7)), or
@@ -1577,7 +1586,6 @@ def link_exists(name):
 def gone(link):
     """Wait a moment for a veth to vanish: the kernel tears a network namespace
     down (and with it the veth's other end) after `ip netns del` returns."""
-    import time
     for _ in range(100):
         if not link_exists(link):
             return
@@ -1602,7 +1610,7 @@ def need_modules(*names):
     """The Python packages a command needs (requirements.txt): without them,
     one line naming what is missing and how to install it, before anything
     is made."""
-    from importlib.machinery import PathFinder    # importlib.util costs 5 ms
+    from importlib.machinery import PathFinder
     missing = [name for name in names if PathFinder.find_spec(name) is None]
     if missing:
         fail('missing Python package%s %s: install with `make deps` in %s' % (
@@ -2069,7 +2077,6 @@ def explain_wait(uuid, proc):
     its pid in each pid namespace. Then, once enter() has chrooted and exec'd
     the command: its root, capabilities, mounts and argv. A quick command
     (`echo hi`) may end before the second look; the first is then all."""
-    import time
     merged = '%s/%s/merged' % (container_path, uuid)
     pid, first, then = None, {}, {}
     while proc.poll() is None and not EXPLAINED['stop'].is_set():
@@ -2295,9 +2302,7 @@ def plumbum_local():
     is imported the usual way."""
     if 'plumbum.machines.local' in sys.modules:
         return sys.modules['plumbum.machines.local'].local
-    import gc
     import platform
-    import types
     gc.disable()
     uname = platform.uname()                   # processor: a cached_property (3.9+)
     if hasattr(uname, '__dict__'):

@@ -106,7 +106,7 @@ def test_check_structural_lines_need_no_quote(reference, tmp_path):
     assert r.returncode == 0, r.stdout
     # a line that only looks structural is not: `case $1 in` needs its quote
     (tmp_path / 'b').mkdir()
-    tool = project_copy(tmp_path / 'b', drop_line('        # bash: case $1 in'))
+    tool = project_copy(tmp_path / 'b', drop_line('    # bash: case $1 in'))
     r = side_by_side('--check', tool=tool)
     assert r.returncode == 1 and 'bocker:126 (main) has no twin' in r.stdout, r.stdout
 
