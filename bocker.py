@@ -20,11 +20,9 @@
 import gc
 import io
 import os
-import select
 import stat
 import sys
 import time
-import types
 
 # bash: set -o errexit -o nounset -o pipefail; shopt -s nullglob
 # (errexit: a failing command raises Exit, see run(); nounset: need() checks the
@@ -118,12 +116,12 @@ def spawn(argv, shown=None):
     return cmd
 
 
-def run(*argv, check=True, quiet=False, stdout=None, stdin=None, shown=None):
+def run(*argv, check=True, quiet=False, stdout=None, stdin=None, shown=None, wait=True):
     """Run a system command with our stdin/stdout/stderr (stdin: a text to
     give it instead); as under bash's errexit, a failure ends bocker with the
-    command's status (check=True)."""
+    command's status (check=True). wait=False: return at once a function
+    that waits for it (and ends bocker if it failed)."""
     cmd = spawn(argv, shown)
-    from plumbum.commands.modifiers import RETCODE
     if stdin is not None:
         cmd = cmd << stdin
     if quiet:                                  # bash: &> /dev/null
@@ -131,7 +129,15 @@ def run(*argv, check=True, quiet=False, stdout=None, stdin=None, shown=None):
     elif stdout is not None:                   # bash: > /dev/null
         code = cmd.run(retcode=None, stdin=None, stdout=stdout, stderr=None)[0]
     else:
-        code = cmd & RETCODE(FG=True)
+        proc = cmd.popen(stdin=None, stdout=None, stderr=None)
+        if not wait:
+            return lambda: errexit(proc.wait(), check)
+        code = proc.wait()
+    return errexit(code, check)
+
+
+def errexit(code, check=True):
+    """bash's errexit: a failed command (check) ends bocker with its status."""
     if code and check:
         raise Exit(code)
     return code
@@ -449,11 +455,11 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     # bash: : "${BOCKER_CPU_SHARE:=512}"; : "${BOCKER_MEM_LIMIT:=512}" (checked first here)
     cpu_share = number('CPU_SHARE')
     mem_limit = number('MEM_LIMIT')
+    signals = Signals()                         # from here a signal ends run cleanly
     uuid = new_container()
     # (ip and mac: address(), in setup())
     # bash: cmd="${@:2}" && ip="$(echo "${uuid: -3}" | sed 's/0//g')" && mac="${uuid: -3:1}:${uuid: -2}"
     cmd = ' '.join(args[1:])
-    signals = Signals()                         # from here a signal ends run cleanly
     undo = []
     try:
         setup(image, uuid, cmd, cpu_share, mem_limit, undo)
@@ -549,7 +555,8 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
         # bash: ip link set veth1_"$uuid" netns netns_"$uuid"
         ['link', 'set', veth1, 'netns', netns]])
     explain('veth', uuid)
-    ip_batch(netns, [
+    # (while this ip works, the lower layer is made below)
+    ip_done = ip_batch(netns, [
         # bash: ip netns exec netns_"$uuid" ip link set dev lo up
         ['link', 'set', 'dev', 'lo', 'up'],
         # bash: ip netns exec netns_"$uuid" ip link set veth1_"$uuid" address 02:42:ac:11:00"$mac"
@@ -559,19 +566,24 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
         # bash: ip netns exec netns_"$uuid" ip link set dev veth1_"$uuid" up
         ['link', 'set', 'dev', veth1, 'up'],
         # bash: ip netns exec netns_"$uuid" ip route add default via 172.18.0.1
-        ['route', 'add', 'default', 'via', '172.18.0.1']])
+        ['route', 'add', 'default', 'via', '172.18.0.1']], wait=False)
+    if explaining():                           # which looks at each step in turn
+        ip_done()
     explain('netns', uuid)
-    # bash: mkdir -p "$container_path/$uuid"/{lower,upper,work,merged} && cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null && \
-    for sub in ('lower', 'upper', 'work', 'merged'):
-        os.mkdir('%s/%s' % (cdir, sub))
-    # bash: cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null
-    # (hard links, not copies: overlayfs never writes to the lower layer)
-    copy_tree('%s/%s' % (overlay_path, image), cdir + '/lower', link=True)
-    # diverges (row 38): /dev gets a tmpfs of its own in the container (enter()); an image without
-    # one (a pulled image) gets the mount point here, in this container's lower
-    # layer: never in the image, nor in upper (so never in a commit).
-    if not os.path.lexists(cdir + '/lower/dev'):
-        os.mkdir(cdir + '/lower/dev', 0o755)
+    try:
+        # bash: mkdir -p "$container_path/$uuid"/{lower,upper,work,merged} && cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null && \
+        for sub in ('lower', 'upper', 'work', 'merged'):
+            os.mkdir('%s/%s' % (cdir, sub))
+        # bash: cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null
+        # (hard links, not copies: overlayfs never writes to the lower layer)
+        copy_tree('%s/%s' % (overlay_path, image), cdir + '/lower', link=True)
+        # diverges (row 38): /dev gets a tmpfs of its own in the container (enter()); an image without
+        # one (a pulled image) gets the mount point here, in this container's lower
+        # layer: never in the image, nor in upper (so never in a commit).
+        if not os.path.lexists(cdir + '/lower/dev'):
+            os.mkdir(cdir + '/lower/dev', 0o755)
+    finally:
+        ip_done()
     # overlayfs: reads come from upper, else lower; writes go to upper (a copy
     # up); work is overlayfs's scratch space; merged is the view the container
     # gets as its root.
@@ -615,12 +627,12 @@ def cgset(uuid, *knobs):
         shown=[['cgset', '-r', knob, uuid] for knob in knobs])
 
 
-def ip_batch(netns, commands):
+def ip_batch(netns, commands, wait=True):
     """Run several `ip` commands in one process (`ip -batch -`, in the network
     namespace netns with `ip -n` when given), tracing each as the bash runs it:
-    `ip ARGS`, or `ip netns exec NETNS ip ARGS`."""
+    `ip ARGS`, or `ip netns exec NETNS ip ARGS`. wait=False: see run()."""
     prefix = ['ip'] if netns is None else ['ip', 'netns', 'exec', netns, 'ip']
-    run('ip', *(['-n', netns] if netns else []), '-batch', '-',
+    return run('ip', *(['-n', netns] if netns else []), '-batch', '-', wait=wait,
         stdin=''.join(' '.join(args) + '\n' for args in commands),
         shown=[prefix + args for args in commands])
 
@@ -672,6 +684,7 @@ def tee(proc, log, signals):
     """tee(1): the container's output to our stdout and to its log, until it
     ends; it ends when its pid 1 does (pid_namespaces(7)). Waits in select(2)
     on the output, the process (a pidfd: pidfd_open(2)) and signals."""
+    import select
     out = sys.stdout.buffer
     fd, pidfd = proc.stdout.fileno(), os.pidfd_open(proc.pid)
     reading, shown = True, True
@@ -1356,6 +1369,7 @@ def spawn_exec(argv):
     terminal's ctrl-C, the command it started comes to us, so a signal still
     reaches it and the grace still ends it."""
     import ctypes
+    import select
     signals = Signals()
     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
     proc = spawn(argv).popen(stdin=None, stdout=None, stderr=None)
@@ -1635,10 +1649,15 @@ def need_bridge():
 # same and waits for Enter on the terminal (/dev/tty) between steps; without a
 # terminal it never waits. stdout and the container's log stay the command's.
 
+def explaining():
+    """--EXPLAIN or --STEP given?"""
+    return option('EXPLAIN') or option('STEP')
+
+
 def explain(step, uuid, *more):
     """After a step of run, exec or rm: with --EXPLAIN or --STEP, its block
     (explain_step()); without them nothing at all."""
-    if option('EXPLAIN') or option('STEP'):
+    if explaining():
         explain_step(step, uuid, *more)
 
 
@@ -2314,7 +2333,7 @@ def plumbum_local():
             break
     stubs = {}
     for name in ('plumbum', 'plumbum.machines', 'plumbum.path') if site else ():
-        stubs[name] = types.ModuleType(name)
+        stubs[name] = type(sys)(name)      # a module object
         stubs[name].__path__ = [os.path.join(site, *name.split('.')[1:])]
         if '.' in name:
             setattr(stubs['plumbum'], name.split('.')[1], stubs[name])

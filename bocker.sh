@@ -7,8 +7,12 @@ self=${BASH_SOURCE[0]}
 [[ -L "$self" ]] && self=$(readlink -f -- "$self")     # a symlink on PATH
 [[ "$self" == /* ]] || self="$PWD/$self"
 here=${self%/*}
-python=python3
-[[ -x "$here/.venv/bin/python" ]] && python="$here/.venv/bin/python"
+python=python3 site=
+if [[ -x "$here/.venv/bin/python" ]]; then
+	python="$here/.venv/bin/python"
+	for site in "$here"/.venv/lib/python3*/site-packages; do :; done
+	[[ -d "$site" ]] || site=
+fi
 # help (and no command, or one bocker does not know, which the bash answers with
 # help) needs no Python: bocker.py's #HELP lines, read here as the bash reads its
 # own, "$0" as the user typed it; exit 1 without a command. Options go to bocker.py.
@@ -26,10 +30,13 @@ pull|init|rm|images|ps|run|exec|logs|commit|--*) ;;
 esac
 # "$0" as the user typed it: bocker.py puts it in the help text, as bash does.
 # bocker.py is imported, not run as a script, so Python keeps its compiled
-# bytecode (__pycache__) instead of compiling 1000 lines on every call; -I keeps
-# the working directory and PYTHON* variables out of the module search. Once
-# main() has flushed its output, os._exit skips tearing the interpreter down
-# (the modules plumbum brings): nothing is left to close or run at exit.
-BOCKER_PROG="$0" exec "$python" -I -c \
-	'import os, sys; sys.path.insert(0, sys.argv[1]); import bocker
-code = bocker.main(sys.argv[1:]); sys.stderr.flush(); os._exit(code or 0)' "$here" "$@"
+# bytecode (__pycache__) instead of compiling it on every call; -I keeps the
+# working directory and PYTHON* variables out of the module search. With the
+# venv, -S skips the site module (2 ms) and its site-packages is put on the
+# path here instead. Once main() has flushed its output, os._exit skips tearing
+# the interpreter down (the modules plumbum brings): nothing is left to close
+# or run at exit.
+BOCKER_PROG="$0" exec "$python" -I ${site:+-S} -c \
+	'import os, sys; sys.path.insert(0, sys.argv[1]); sys.argv[2] and sys.path.append(sys.argv[2])
+import bocker
+code = bocker.main(sys.argv[2:]); sys.stderr.flush(); os._exit(code or 0)' "$here" "$site" "$@"

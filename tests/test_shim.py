@@ -39,9 +39,9 @@ def test_arguments_and_exit_status_pass_through():
 
 def test_uses_the_project_venv(tmp_path):
     """The shim runs bocker.py under the .venv beside it, not the python3 on
-    PATH: seen from inside, the interpreter that imports bocker is
-    .venv/bin/python (an audit hook, loaded by that venv's site-packages,
-    writes down sys.executable at the import)."""
+    PATH: .venv/bin/python (here a wrapper that writes down its name) is what
+    the shim starts. (Its site-packages, where plumbum is, the shim puts on the
+    path itself: every run through the shim imports plumbum from there.)"""
     project = tmp_path / 'project'
     project.mkdir()
     for name in ('bocker.py', 'bocker.sh'):
@@ -49,10 +49,11 @@ def test_uses_the_project_venv(tmp_path):
     venv = project / '.venv'
     subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], check=True)
     seen = tmp_path / 'seen'
-    site, = venv.glob('lib/python3*/site-packages')
-    (site / 'seen.pth').write_text(
-        'import sys; sys.addaudithook(lambda event, args: event == "import" and '
-        'args[0] == "bocker" and open(%r, "a").write(sys.executable + "\\n"))\n' % str(seen))
+    wrapper = venv / 'bin' / 'python'
+    real = os.path.realpath(wrapper)
+    wrapper.unlink()
+    wrapper.write_text('#!/bin/sh\necho "$0" >> "%s"\nexec "%s" "$@"\n' % (seen, real))
+    wrapper.chmod(0o755)
     fake = tmp_path / 'python3'
     fake.write_text('#!/bin/sh\necho wrong python >&2; exit 99\n')
     fake.chmod(0o755)
