@@ -2306,19 +2306,23 @@ def explain_rm_image(uuid):
 
 
 # --- Importing plumbum: the lean import of the command runner --------------------
+# spawn() gets plumbum's `local` from here. The one place that knows plumbum's
+# layout (plumbum 2.0.2, as requirements-run.txt pins it; tests/
+# test_plumbum_import.py checks that this yields the `local` a plain import
+# gives); docs/BENCHMARK.md has what it saves (about 34 ms a command).
 
 def plumbum_local():
     """plumbum's local machine, imported lean. `from plumbum import local`
-    costs about 90 ms, more than all of run's system commands, mostly in what
-    bocker never uses: the package __init__ files load colors, SSH and remote
-    machines; plumbum.path.local imports urllib.request (http.client, email,
-    ssl) and urllib.parse for as_uri(), daemons pickle; LocalMachine runs
-    `uname -p`. Here the three packages are entered without their __init__ (as
-    namespace packages are), those modules and inspect load on first use (none
+    costs more than all of run's system commands, mostly in what bocker never
+    uses: the package __init__ files load colors, SSH and remote machines;
+    plumbum.path.local imports urllib.request (http.client, email, ssl) and
+    urllib.parse for as_uri(), daemons pickle; LocalMachine runs `uname -p`.
+    Here the three packages are entered without their __init__ (as namespace
+    packages are), those modules and inspect load on first use (Deferred: none
     is used to run a command), the processor name is not asked, and the
     garbage collector neither runs during the import nor later walks what it
-    made (gc.freeze(): at exit too). About 40 ms; a plumbum laid out otherwise
-    is imported the usual way."""
+    made (gc.freeze(): at exit too). A plumbum laid out otherwise is imported
+    the usual way."""
     if 'plumbum.machines.local' in sys.modules:
         return sys.modules['plumbum.machines.local'].local
     import platform
