@@ -419,6 +419,7 @@ else:
         the container's /dev holds the usual character devices."""
         backing = tmp_path / 'disk'
         backing.write_bytes(b'HOSTDISK' * 8192)
+        subprocess.run(['modprobe', 'loop'], capture_output=True)   # Debian's kernel: a module
         made = subprocess.run(['losetup', '--find', '--show', str(backing)],
                               capture_output=True, text=True)
         assert made.returncode == 0, made.stderr

@@ -1,8 +1,9 @@
 """compat/export-image, end to end: images made by bocker (init, commit, pull)
 go out as one tar that skopeo reads as docker-archive: and oci-archive:, that
 podman loads, and that comes back in through a registry and `bocker pull`.
-Everything runs inside the test's sandbox: the store is its tmpfs, the registry
-listens on its 127.0.0.1, podman keeps its storage in the test's own directory.
+Everything runs inside the test's sandbox (an engines one: tests/sandbox.py):
+the store is its tmpfs, the registry listens on its 127.0.0.1, podman keeps its
+storage in the test's own directory.
 Needs root, podman, skopeo and docker-registry (make test installs them)."""
 import hashlib
 import io
@@ -21,6 +22,7 @@ import time
 
 import pytest
 
+import engines
 from conftest import OVERLAY, ROOT, STORE, Box
 from sandbox import Sandbox
 from test_pull import pull, reg  # noqa: F401  (reg: the registry fixture)
@@ -128,21 +130,15 @@ def store_listing(box):
 
 
 class Podman:
-    """podman with its storage, run and temporary files all under one directory of
-    the test's (vfs: no kernel overlay mounts), its own storage.conf so no host
-    setting (another graphroot, additional image stores) applies."""
+    """podman as tests/engines.py runs it: storage (vfs), temporary files and
+    network configuration under one directory of the test's, its own
+    storage.conf, so neither a host setting applies nor a file lands on the
+    host."""
 
     def __init__(self, box, top, runroot):
         assert shutil.which('podman'), 'needs podman (apt-get install podman; make test does)'
         self.box, self.top = box, top
-        os.makedirs(top / 'tmp')
-        conf = top / 'storage.conf'
-        conf.write_text('[storage]\ndriver = "vfs"\nrunroot = "%s"\ngraphroot = "%s"\n'
-                        % (runroot, top / 'root'))
-        self.env = {'CONTAINERS_STORAGE_CONF': str(conf), 'TMPDIR': str(top / 'tmp')}
-        self.argv = ['podman', '--root', str(top / 'root'), '--runroot', runroot,
-                     '--tmpdir', str(top / 'libpod'), '--storage-driver', 'vfs',
-                     '--cgroup-manager', 'cgroupfs', '--events-backend', 'file']
+        self.argv, self.env = engines.podman(top, runroot)
 
     def __call__(self, *args, script=None):
         if script is not None:             # a shell line: $P stands for podman
@@ -230,6 +226,14 @@ def test_one_tar_both_layouts_read_by_skopeo(box, busybox, tmp_path):
         assert r.code == 0 and json.loads(r.out) == config, r
     r = box._run(['skopeo', 'inspect', 'oci-archive:%s:demo:v1' % path])   # by ref.name
     assert r.code == 0, r
+
+
+@pytest.fixture
+def box():
+    """An engines sandbox (tests/sandbox.py): podman and skopeo keep state at
+    fixed paths (/run/containers, /var/lib/containers) that stay in it."""
+    with Sandbox(engines=True) as sb:
+        yield Box(sb)
 
 
 @pytest.fixture
