@@ -369,3 +369,17 @@ def test_trace_order_holds_when_streams_share_a_pipe(box, busybox):
         '+ cgdelete -g cpu,cpuacct,memory:/%s' % ps,
         '+ cgdelete -g cpuacct:/%s' % ps,
         '+ cgdelete -g memory:/%s' % ps]
+
+
+def test_an_os_error_is_one_line_on_stderr(box, busybox):
+    """What the kernel refuses mid-command ends it with one line on stderr
+    (the command, the path, the kernel's words) and status 1, no traceback:
+    here a container's log that is a directory."""
+    img = box.init(busybox)
+    ps, r = box.run_container(img, 'true')
+    log = '%s/%s/%s.log' % (CONTAINERS, ps, ps)
+    os.unlink(box.path(log))
+    os.mkdir(box.path(log))
+    r = box.bocker('logs', ps)
+    assert (r.out, r.err, r.code) == ('', '%s: logs: %s: Is a directory\n' % (
+        os.path.basename(BOCKER), log), 1)
