@@ -12,9 +12,11 @@ nsenter(1) pass both on). Every test runs in both sandbox flavours. Needs root.
 """
 import hashlib
 import os
+import select
 import signal
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -38,8 +40,6 @@ def container(box, busybox):
 def rest_of(pipe, timeout=30):
     """What is left to read from pipe until its writers close it, or what came
     within timeout if one stays open (a command left running holds it)."""
-    import select
-    import time
     deadline, got = time.monotonic() + timeout, b''
     while select.select([pipe], [], [], max(0, deadline - time.monotonic()))[0]:
         chunk = os.read(pipe.fileno(), 65536)
@@ -151,6 +151,53 @@ def test_stdin_reaches_runs_command(box, busybox):
         os.close(writer)
         true.kill()
         true.wait()
+
+
+def test_big_output_is_neither_truncated_nor_held(box, busybox):
+    """podman's 030-run "does not truncate or hang with big output": 700,000
+    NUL bytes written one by one reach run's stdout and its log whole
+    (stderr, dd's count, in both after them: the bash's 2>&1 | tee), and
+    exec's stdout whole, with the count on its stderr."""
+    img = box.init(busybox)
+    dd = 'dd if=/dev/zero bs=1 count=700000'
+    run = box.popen([BOCKER, 'run', img, dd], stdout=subprocess.PIPE)
+    out = run.communicate(timeout=120)[0]
+    assert run.returncode == 0
+    (uuid,) = box.containers()
+    with open(box.path('%s/%s/%s.log' % (CONTAINERS, uuid, uuid)), 'rb') as f:
+        assert f.read() == out
+    assert out.count(b'\0') == 700000 and out.startswith(b'\0' * 700000)
+    assert b'700000+0 records in\n700000+0 records out\n' in out
+    keeper, uuid = running_container(box, busybox)
+    try:
+        ex = box.popen([BOCKER, 'exec', uuid, 'sh', '-c', dd], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE)
+        out, err = ex.communicate(timeout=120)
+        assert (out, ex.returncode) == (b'\0' * 700000, 0)
+        assert err.startswith(b'700000+0 records in\n700000+0 records out\n'), err
+    finally:
+        box.bocker('rm', uuid)
+        keeper.wait(timeout=60)
+
+
+def test_an_image_whose_proc_or_dev_is_no_directory_is_refused(box, busybox, tmp_path):
+    """runc's mask.bats "[prohibit symlink /proc]" and "[prohibit symlink /sys]":
+    a mount point that is a symlink would put the mount wherever it points.
+    run refuses an image whose /proc or /dev is a link (absolute or relative)
+    or a file: one line on stderr, exit 1, nothing made."""
+    for name, make in (('proc', lambda p: os.symlink('elsewhere', p)),
+                       ('dev', lambda p: os.symlink('/elsewhere', p)),
+                       ('dev', lambda p: p.write_text('a file'))):
+        src = tmp_path / ('image-%d' % len(os.listdir(tmp_path)))
+        subprocess.run(['cp', '-a', busybox, str(src)], check=True)
+        (src / 'elsewhere').mkdir()
+        make(src / name)
+        img = box.init(str(src))
+        r = box.bocker('run', img, 'echo ran')
+        assert (r.out, r.err, r.code) == \
+            ('', "bocker.sh: image %s's /%s is not a directory: it cannot run a container\n"
+             % (img, name), 1), r
+        assert box.leftovers() == {}
 
 
 # --- what the command starts with -------------------------------------------------------
