@@ -61,9 +61,9 @@ def alive(pid):
 # --- exec: its status, and commands that cannot run -----------------------------------
 
 def test_exec_returns_its_commands_status(box, container):
-    """runc's exec.bats "runc exec [exit codes]" (false 1, exit 42), moby's
-    TestExecExitStatus (exit 23), podman's 130-kill "wait - exit codes": the
-    status of the command, 128+N when a signal ended it, nothing else printed."""
+    """runc's exec.bats "runc exec [exit codes]" (false 1, exit 42) and moby's
+    TestExecExitStatus (exit 23): the status of the command, 128+N when a
+    signal ended it (as a shell gives it), nothing else printed."""
     for argv, code in ((['true'], 0), (['false'], 1), (['sh', '-c', 'exit 42'], 42),
                        (['sh', '-c', 'exit 23'], 23), (['sh', '-c', 'kill -TERM $$'], 128 + 15),
                        (['sh', '-c', 'kill -KILL $$'], 128 + 9)):
