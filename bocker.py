@@ -103,7 +103,11 @@ def spawn(argv, shown=None):
     """Every system command bocker runs starts here: shown by --TRACE as the
     bash's `set -x` shows it (shown: the lines to show for it instead), looked
     up on PATH now, and what we printed flushed before it writes. It returns
-    the plumbum command, to run, pipe or start."""
+    the plumbum command, to run, pipe or start. diverges (row 39): it starts
+    with stdin, stdout and stderr only (plumbum's Popen closes the rest), so
+    no descriptor of the caller reaches a container, where an open directory
+    of the host would lead out of its root (fchdir(2)); the bash passed every
+    one on."""
     for line in [argv] if shown is None else shown:
         trace(line)
     local = plumbum_local()
@@ -1278,24 +1282,42 @@ def children(pid):
     return [int(p) for p in os.listdir('/proc') if p.isdigit() and ppid(p) == str(pid)]
 
 
+# Signals that end a foreground run or exec (a terminal's ctrl-C and ctrl-\,
+# kill's default, a closed terminal), and those only passed on to its command
+# as they come, as Docker's CLI proxies every signal it can catch (signal(7));
+# the rest keep their ways (CHLD, PIPE, the job control and fault signals).
+ENDING = ('SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT')
+PASSED = ('SIGUSR1', 'SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGPROF', 'SIGPWR', 'SIGIO',
+          'SIGXCPU', 'SIGSTKFLT')
+
+
 class Signals:
-    """SIGINT, SIGTERM and SIGHUP (signal(7)) to a foreground run or exec.
-    Before the container's command starts, one ends bocker with 128+N (run
-    takes back what it made). After, it is passed on to the command, which
-    gets BOCKER_STOP_TIMEOUT seconds (10, as `docker stop`) to end; then what
-    is left is killed. A second signal ends the grace at once. The wait loop
-    (tee(), spawn_exec()) selects on `wake` (signal.set_wakeup_fd) and calls
-    tick() after each wait."""
+    """ENDING signals (signal(7)) to a foreground run or exec. Before the
+    container's command starts, one ends bocker with 128+N (run takes back
+    what it made). After, it is passed on to the command, which gets
+    BOCKER_STOP_TIMEOUT seconds (10, as `docker stop`) to end; then what is
+    left is killed. A second signal ends the grace at once. PASSED signals
+    (and the real-time ones) are only passed on, once the command runs. The
+    wait loop (tee(), spawn_exec()) selects on `wake` (signal.set_wakeup_fd)
+    and calls tick() after each wait."""
 
     def __init__(self):
         import signal
         self.grace = number('STOP_TIMEOUT', '10')
         self.signum = self.deadline = self.target = None
         self.passed = False
+        self.pending = []                      # PASSED signals not yet passed on
         self.wake, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(write_end)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, self.handle)
+        for name in ENDING:
+            signal.signal(getattr(signal, name), self.handle)
+        for sig in [getattr(signal, name) for name in PASSED if hasattr(signal, name)] + \
+                list(range(signal.SIGRTMIN, signal.SIGRTMAX + 1)):
+            signal.signal(sig, self.pass_on)
+
+    def pass_on(self, signum, _frame):
+        if self.target is not None:
+            self.pending.append(signum)
 
     def started(self, target, kill, what):
         """The command runs: target() gives the pids a signal is passed on to,
@@ -1312,24 +1334,38 @@ class Signals:
         if sys.stderr.isatty():
             import signal
             try:
-                sys.stderr.write('%s: %s: passed on to %s; killed in %d s (again: now)\n' % (
-                    os.path.basename(PROG), signal.Signals(signum).name, self.what, self.grace))
+                sys.stderr.write('%s: %s: passed on to %s; killed in %d s if it still runs'
+                                 ' (again: at once)\n' % (os.path.basename(PROG),
+                                                          signal.Signals(signum).name,
+                                                          self.what, self.grace))
             except OSError:                    # the terminal is gone
                 pass
 
     def timeout(self):
         """How long the wait loop may wait: for ever until a signal came,
         then in short steps (the target may not exist yet; the grace ends)."""
-        return None if self.signum is None else 0.05
+        return None if self.signum is None and not self.pending else 0.05
 
     def tick(self):
         import signal
-        if self.signum is None:
+        if self.signum is None and not self.pending:
             return
         try:
             os.read(self.wake, 64)
         except BlockingIOError:
             pass
+        while self.pending:
+            pids = self.target()
+            if not pids:
+                break                          # not started yet: the next tick
+            sig = self.pending.pop(0)
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        if self.signum is None:
+            return
         if not self.passed:
             for pid in self.target():
                 try:
@@ -1420,6 +1456,14 @@ KEEP_CAPS = {0: 'chown', 1: 'dac_override', 3: 'fowner', 4: 'fsetid', 5: 'kill',
 # device cgroup or nodev mount stood between a container and the host's disks.
 
 
+# /proc as runc's and Docker's default spec leave it: the kernel's switches read-
+# only (/proc/sys, the IRQ routing, ...), and what it shows of the host hidden
+# (its memory, keys, timers, hardware lists): proc(5).
+PROC_READ_ONLY = ('bus', 'fs', 'irq', 'sys', 'sysrq-trigger')
+PROC_MASKED = ('acpi', 'asound', 'kcore', 'keys', 'latency_stats', 'timer_list', 'timer_stats',
+               'sched_debug', 'scsi')
+
+
 def enter(root, *argv):
     """The last step into a container (`bocker.py __enter__ ROOT CMD...`, see
     enter_argv()), run by unshare as the container's pid 1, or by nsenter for
@@ -1427,8 +1471,9 @@ def enter(root, *argv):
     - its root remounted nodev (mount(2): MS_REMOUNT|MS_BIND|MS_NODEV, in the
       container's own mount namespace only): a device node in the image, or
       one it makes, opens no device of the host;
-    - its own /proc (proc(5)), with /proc/sysrq-trigger and /proc/sys
-      read-only bind mounts, as Docker masks them (mount(2): MS_BIND|MS_RDONLY);
+    - its own /proc (proc(5)), with PROC_READ_ONLY read-only bind mounts
+      (mount(2): MS_BIND|MS_RDONLY) and PROC_MASKED hidden under /dev/null or
+      an empty read-only tmpfs, as runc and Docker mask them;
     - its own /dev, as runc makes one (make_dev());
     - chroot(2) into ROOT;
     - the capability bounding set cut to KEEP_CAPS, ambient capabilities
@@ -1455,10 +1500,17 @@ def enter(root, *argv):
     if not os.path.exists(proc + '/self'):     # run: not yet mounted
         mount(None, root, None, ms_remount | ms_bind | ms_nodev)
         mount(b'proc', proc, b'proc', ms_nosuid | ms_nodev | ms_noexec)
-        for masked in (proc + '/sysrq-trigger', proc + '/sys'):
-            if os.path.exists(masked):
-                mount(masked.encode(), masked, None, ms_bind)
-                mount(None, masked, None, ms_bind | ms_remount | ms_rdonly)
+        for name in PROC_READ_ONLY:            # the host's kernel switches: read-only
+            path = '%s/%s' % (proc, name)
+            if os.path.exists(path):
+                mount(path.encode(), path, None, ms_bind)
+                mount(None, path, None, ms_bind | ms_remount | ms_rdonly)
+        for name in PROC_MASKED:               # what the host's kernel shows of itself: hidden
+            path = '%s/%s' % (proc, name)
+            if os.path.isdir(path):
+                mount(b'tmpfs', path, b'tmpfs', ms_rdonly, b'size=0')
+            elif os.path.exists(path):
+                mount(b'/dev/null', path, None, ms_bind)
         make_dev(root + '/dev', mount, ms_nosuid, ms_nodev, ms_noexec)
     with open('/proc/sys/kernel/cap_last_cap') as f:
         last_cap = int(f.read())

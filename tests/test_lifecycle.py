@@ -360,6 +360,26 @@ def test_dev_lands_neither_in_upper_nor_in_a_commit_and_exec_sees_it(box, busybo
     assert box.read(OVERLAY + '/img_7/tmp/ready') == ''
 
 
+def test_proc_is_masked_as_runc_masks_it(box, busybox):
+    """runc's mask.bats and Docker's TestRunWriteFilteredProc/ReadFilteredProc:
+    the kernel's switches are read-only (here /proc/irq: the host's interrupt
+    routing, written back with the value it has, so the host never changes if
+    it were not), and what it shows of the host reads as nothing."""
+    img = box.init(busybox)
+    r = box.bocker('run', img, 'v=$(cat /proc/irq/default_smp_affinity); '
+                   'echo "$v" > /proc/irq/default_smp_affinity; echo irq=$?; '
+                   'for f in keys timer_list kcore; do [ -e /proc/$f ] && echo "$f=$(wc -c < /proc/$f)"; done; '
+                   'for d in bus fs irq sys; do grep -q " /proc/$d proc ro," /proc/mounts && echo "$d ro"; done')
+    out = r.out.splitlines()
+    assert 'irq=1' in out and 'Read-only file system' in r.out, r.out
+    for f in ('keys', 'timer_list', 'kcore'):
+        if os.path.exists('/proc/' + f):
+            assert '%s=0' % f in out, r.out
+    for d in ('bus', 'fs', 'irq', 'sys'):
+        if os.path.exists('/proc/' + d):
+            assert '%s ro' % d in out, r.out
+
+
 # --- 5. Hard links ---------------------------------------------------------------------
 
 def test_init_commit_and_run_keep_hard_links(box, busybox, tmp_path):
