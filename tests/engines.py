@@ -7,6 +7,7 @@ so nothing of theirs reaches the host. Needs docker.io, runc and podman.
 """
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import time
@@ -23,7 +24,7 @@ PODMAN_NPROC = 32768
 def alive(pid):
     """Whether pid runs (a zombie waiting for its parent does not)."""
     try:
-        with open('/proc/%d/stat' % pid) as f:
+        with open('/proc/%s/stat' % pid) as f:
             return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
     except FileNotFoundError:
         return False
@@ -125,3 +126,22 @@ def podman_run():
     return ['run', '--rm', '--network', 'none', '--pull', 'never', '--log-driver', 'none',
             '--ulimit', 'nofile=%d:%d' % (nofile, nofile),
             '--ulimit', 'nproc=%d:%d' % (nproc, nproc)]
+
+
+class Podman:
+    """podman (as podman() sets it up) in a test's sandbox: Podman(ARGS...) runs
+    it there, script= a shell line where $P stands for it; run() is podman_run()."""
+
+    def __init__(self, box, top, runroot):
+        assert shutil.which('podman'), 'needs podman (apt-get install podman; make test does)'
+        self.box, self.top = box, top
+        self.argv, self.env = podman(top, runroot)
+
+    def __call__(self, *args, script=None):
+        if script is not None:
+            return self.box._run(['sh', '-c', script, 'sh', *args],
+                                 env=dict(self.env, P=' '.join(self.argv)))
+        return self.box._run(self.argv + list(args), env=self.env)
+
+    def run(self, *args):
+        return self(*podman_run(), *args)

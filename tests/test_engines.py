@@ -14,7 +14,6 @@ docker-registry (make test installs them)."""
 import hashlib
 import os
 import re
-import shutil
 import stat
 import subprocess
 import time
@@ -192,22 +191,7 @@ class Docker(engines.Dockerd):
         return self.box._run(['sh', '-c', script, 'sh', *args], env={'D': ' '.join(self.docker)})
 
 
-class Podman:
-    """engines.podman in the test's sandbox."""
-
-    def __init__(self, box, top, runroot):
-        assert shutil.which('podman'), 'needs podman (apt-get install podman; make test does)'
-        self.box, self.top = box, top
-        self.argv, self.env = engines.podman(top, runroot)
-
-    def __call__(self, *args, script=None):
-        if script is not None:             # a shell line: $P stands for podman
-            return self.box._run(['sh', '-c', script, 'sh', *args],
-                                 env=dict(self.env, P=' '.join(self.argv)))
-        return self.box._run(self.argv + list(args), env=self.env)
-
-    def run(self, *args):
-        return self(*engines.podman_run(), *args)
+Podman = engines.Podman
 
 
 def left_running(box):

@@ -129,22 +129,7 @@ def store_listing(box):
     return sorted(out)
 
 
-class Podman:
-    """podman as tests/engines.py runs it: storage (vfs), temporary files and
-    network configuration under one directory of the test's, its own
-    storage.conf, so neither a host setting applies nor a file lands on the
-    host."""
-
-    def __init__(self, box, top, runroot):
-        assert shutil.which('podman'), 'needs podman (apt-get install podman; make test does)'
-        self.box, self.top = box, top
-        self.argv, self.env = engines.podman(top, runroot)
-
-    def __call__(self, *args, script=None):
-        if script is not None:             # a shell line: $P stands for podman
-            return self.box._run(['sh', '-c', script, 'sh', *args],
-                                 env=dict(self.env, P=' '.join(self.argv)))
-        return self.box._run(self.argv + list(args), env=self.env)
+Podman = engines.Podman        # podman with its state under the test's directory
 
 
 # --------------------------------------------------------------------------- tests

@@ -96,21 +96,29 @@ def new_container(box, before=()):
 
 # --- 1. Signals to a foreground run ------------------------------------------------
 
+def run_on_a_terminal(box, busybox, command, send, code):
+    """`run IMG COMMAND` on a terminal of its own; once it says up, send(the
+    terminal); the run exits with code, leaving what a normal end leaves.
+    The container's id."""
+    img = box.init(busybox)
+    term = Terminal(box, GRACE, 'run', img, command)
+    try:
+        term.read_until('up')
+        uuid = new_container(box)
+        send(term)
+        assert term.wait() == code
+        after_a_normal_end(box, uuid)
+    finally:
+        term.close()
+    return uuid
+
+
 def test_ctrl_c_stops_the_container_and_cleans_up_as_a_normal_end(box, busybox):
     """The reference's run, on ctrl-C, waits for pid 1 (which ignores SIGINT)
     to end by itself; bocker.py passes SIGINT on, waits out the grace, kills
     what is left and exits 130, leaving what a normal end leaves."""
-    img = box.init(busybox)
     # the terminal's SIGINT reaches every process of the run; these ignore it
-    term = Terminal(box, GRACE, 'run', img, 'trap "" INT; echo up; sleep 60')
-    try:
-        term.read_until('up')
-        uuid = new_container(box)
-        term.ctrl_c()
-        assert term.wait() == 130
-        after_a_normal_end(box, uuid)
-    finally:
-        term.close()
+    uuid = run_on_a_terminal(box, busybox, 'trap "" INT; echo up; sleep 60', Terminal.ctrl_c, 130)
     assert box.bocker('logs', uuid).out == 'up\n'
     commit = box.bocker('commit', uuid, 'img_1')
     assert commit.code == 0, commit
@@ -172,17 +180,8 @@ def test_a_closed_terminal_ends_the_run_cleanly(box, busybox):
     """SIGHUP: the terminal is gone (the pty's master closed). unshare dies
     of it at once; bocker.py still stops the container and cleans up, and the
     log keeps what the container wrote after the terminal went."""
-    img = box.init(busybox)
-    term = Terminal(box, GRACE, 'run', img, 'echo up; trap "echo hup; exit 0" HUP; '
-                    'while :; do sleep 0.1; done')
-    try:
-        term.read_until('up')
-        uuid = new_container(box)
-        term.hang_up()
-        assert term.wait() == 129
-        after_a_normal_end(box, uuid)
-    finally:
-        term.close()
+    uuid = run_on_a_terminal(box, busybox, 'echo up; trap "echo hup; exit 0" HUP; '
+                             'while :; do sleep 0.1; done', Terminal.hang_up, 129)
     assert box.bocker('logs', uuid).out == 'up\nhup\n'
 
 

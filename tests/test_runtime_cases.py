@@ -20,6 +20,8 @@ import time
 
 import pytest
 
+import engines
+
 from conftest import BOCKER, CONTAINERS
 from test_lifecycle import (Terminal, after_a_normal_end, cgroup_procs, container_processes,
                             new_container, running_container)
@@ -49,13 +51,7 @@ def rest_of(pipe, timeout=30):
     return got
 
 
-def alive(pid):
-    """Is pid a process that has not ended? (proc(5): a zombie has ended.)"""
-    try:
-        with open('/proc/%s/stat' % pid) as f:
-            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except OSError:
-        return False
+alive = engines.alive
 
 
 # --- exec: its status, and commands that cannot run -----------------------------------
@@ -112,15 +108,21 @@ def test_stdin_reaches_execs_command(box, container):
     assert r.out == text
     shell = box.popen([BOCKER, 'exec', container, 'sh'], stdin=subprocess.PIPE,
                       stdout=subprocess.PIPE)
+    answers(shell, b'echo $((6 * 7))\n', b'42\n')
+
+
+def answers(proc, line, reply):
+    """proc (its stdin and stdout pipes) answers line with reply, then ends
+    with status 0 once its stdin is closed."""
     try:
-        shell.stdin.write(b'echo $((6 * 7))\n')
-        shell.stdin.flush()
-        assert shell.stdout.readline() == b'42\n'
-        shell.stdin.close()
-        assert shell.wait(timeout=30) == 0
+        proc.stdin.write(line)
+        proc.stdin.flush()
+        assert proc.stdout.readline() == reply
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
     finally:
-        shell.kill()
-        shell.wait()
+        proc.kill()
+        proc.wait()
 
 
 def test_stdin_reaches_runs_command(box, busybox):
@@ -133,15 +135,7 @@ def test_stdin_reaches_runs_command(box, busybox):
     assert (r.out, r.code) == ('blahblah', 0)
     assert box.bocker('logs', uuid).out == 'blahblah'
     cat = box.popen([BOCKER, 'run', img, 'cat'], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        cat.stdin.write(b'hello\n')
-        cat.stdin.flush()
-        assert cat.stdout.readline() == b'hello\n'
-        cat.stdin.close()
-        assert cat.wait(timeout=30) == 0
-    finally:
-        cat.kill()
-        cat.wait()
+    answers(cat, b'hello\n', b'hello\n')
     reader, writer = os.pipe()
     true = box.popen([BOCKER, 'run', img, 'true'], stdin=reader, stdout=subprocess.DEVNULL)
     os.close(reader)
