@@ -455,7 +455,8 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     for mount_point in ('proc', 'dev'):        # enter() mounts there: never through a link
         path = '%s/%s/%s' % (overlay_path, image, mount_point)
         if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
-            fail("image %s's /%s is not a directory: it cannot run a container" % (image, mount_point))
+            fail("image %s's /%s is not a directory: it cannot run a container"
+                 % (image, mount_point))
     # bash: : "${BOCKER_CPU_SHARE:=512}"; : "${BOCKER_MEM_LIMIT:=512}" (checked first here)
     cpu_share = number('CPU_SHARE')
     mem_limit = number('MEM_LIMIT')
@@ -581,9 +582,10 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
         # bash: cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null
         # (hard links, not copies: overlayfs never writes to the lower layer)
         copy_tree('%s/%s' % (overlay_path, image), cdir + '/lower', link=True)
-        # diverges (row 38): /dev gets a tmpfs of its own in the container (enter()); an image without
-        # one (a pulled image) gets the mount point here, in this container's lower
-        # layer: never in the image, nor in upper (so never in a commit).
+        # diverges (row 38): /dev gets a tmpfs of its own in the container
+        # (enter()); an image without one (a pulled image) gets the mount point
+        # here, in this container's lower layer: never in the image, nor in
+        # upper (so never in a commit).
         if not os.path.lexists(cdir + '/lower/dev'):
             os.mkdir(cdir + '/lower/dev', 0o755)
     finally:
@@ -1408,19 +1410,21 @@ def spawn_exec(argv):
     import select
     signals = Signals()
     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
-    proc = spawn(argv).popen(stdin=None, stdout=None, stderr=None)
-    me = os.getpid()
+    me, chain = os.getpid(), []                # chain: the nsenter, once started
 
     def commands():
-        return children(proc.pid) + [pid for pid in children(me) if pid != proc.pid]
+        return [pid for proc in chain for pid in children(proc.pid)] + \
+            [pid for pid in children(me) if pid not in [proc.pid for proc in chain]]
 
     def kill(sig):
-        for pid in commands() + ([proc.pid] if proc.poll() is None else []):
+        for pid in commands() + [proc.pid for proc in chain if proc.poll() is None]:
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-    signals.started(commands, kill, 'the command')
+    signals.started(commands, kill, 'the command')   # before it starts: no signal lost
+    proc = spawn(argv).popen(stdin=None, stdout=None, stderr=None)
+    chain.append(proc)
     pidfd = os.pidfd_open(proc.pid)
     while proc.poll() is None or signals.code and commands():
         select.select([pidfd, signals.wake], [], [], signals.timeout())
