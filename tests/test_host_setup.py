@@ -17,6 +17,7 @@ import time
 import pytest
 
 from conftest import ROOT, STORE, Box
+from engines import alive
 from sandbox import Sandbox
 
 HOST_SETUP = os.path.join(ROOT, 'compat', 'host-setup')
@@ -113,15 +114,6 @@ def host(tmp_path):
         w.sb.__exit__(None, None, None)
 
 
-def running(pid):
-    """Is pid alive (not gone, not a zombie waiting for its new parent)?"""
-    try:
-        with open('/proc/%d/stat' % pid) as f:
-            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except FileNotFoundError:
-        return False
-
-
 def lines(text):
     return text.splitlines()
 
@@ -144,7 +136,7 @@ def test_outside_world_up_serves_its_page_and_down_removes_it(tmp_path):
         assert 'uplink0' not in w.links()
         assert w.out('ip', 'netns', 'list') == ''
         assert w.out('ip', 'route') == ''
-        assert not running(pid), 'the server survived --down'
+        assert not alive(pid), 'the server survived --down'
     finally:
         w.sb.__exit__(None, None, None)
 
