@@ -330,9 +330,41 @@ def _without_dev_mount_point(line):
     return line
 
 
+def _join_as_nsenter_m(line):
+    """exec's `nsenter -t PID -u -i -n -p PYTHON -I -S -c IMPORT DIR __join__
+    PID CMD...` (bocker.py's join() enters the mount namespace itself, then
+    the container's root with it) read as the reference's `nsenter -t PID -m
+    -u -i -n -p chroot ROOT CMD...`, ROOT the merged directory of the
+    container named in the cgexec before it."""
+    m = re.match(r'^(\++ )(.*)$', line)
+    words = shlex.split(m.group(2))
+    if '__join__' not in words or 'nsenter' not in words:
+        return line
+    j = words.index('__join__')
+    uuid = re.search(r'(?<=:)ps_[0-9]+\b', m.group(2))
+    n = words.index('nsenter')
+    if j < 5 or words[j - 4:j - 2] != ['-S', '-c'] or words[n + 3] == '-m' or not uuid:
+        return line
+    root = '/var/lib/bocker/containers/%s/merged' % uuid.group(0)
+    words[j - 6:j + 2] = ['chroot', root]
+    words[n + 3:n + 3] = ['-m']
+    return m.group(1) + ' '.join(_xtrace_word(w) for w in words)
+
+
+def _without_pids_cgroup(line):
+    """The container's pids cgroup (row 42: `-g pids:...` beside the bash's
+    `-g cpu,cpuacct,memory:...` in cgcreate and cgexec, `cgset -r pids.max=N`,
+    `cgdelete -g pids:/...`): the reference has none, so they are left out."""
+    if re.match(r'^\++ (cgset -r pids\.max=[0-9]+ |cgdelete -g pids:/)ps_[0-9]+$', line):
+        return None
+    return re.sub(r'^(\++ cg(?:create|exec) -g \S+) -g pids:/?ps_[0-9]+', r'\1', line)
+
+
 TRACE_READINGS = {
     # name: (keywords of its DIVERGENCES.md row, the reading, what it reads:
     # 'trace' lines, or 'tree' lines of what a scenario left)
+    'bocker.py __join__ in place of nsenter -m': (('__join__',), _join_as_nsenter_m, 'trace'),
+    'the pids cgroup': (('pids.max',), _without_pids_cgroup, 'trace'),
     'bocker.py __enter__ in place of chroot': (('capabilit', '__enter__'), _enter_as_chroot, 'trace'),
     'a /dev mount point in lower': (('/dev` gets the mount point',), _without_dev_mount_point, 'tree'),
 }
@@ -597,7 +629,7 @@ class Runner:
             for name, (_keywords, reading, what) in TRACE_READINGS.items():
                 if what != 'trace':
                     continue
-                read = [reading(l) for l in trace]
+                read = [l for l in (reading(l) for l in trace) if l is not None]
                 if read != trace:
                     self.applied.add(name)
                 trace = read

@@ -45,9 +45,9 @@ import subprocess
 import sys
 import time
 
-CONTROLLERS = ('cpu', 'cpuacct', 'memory')   # what bocker's cgroups use
+CONTROLLERS = ('cpu', 'cpuacct', 'memory', 'pids')   # what bocker's cgroups use
 # what dockerd and runc use besides (cgroups(7) lists the v1 controllers)
-ENGINE_CONTROLLERS = CONTROLLERS + ('cpuset', 'devices', 'freezer', 'blkio', 'pids')
+ENGINE_CONTROLLERS = CONTROLLERS + ('cpuset', 'devices', 'freezer', 'blkio')
 ENGINE_DIRS = ('/var/lib/containers', '/etc/docker')   # see _inside
 STORE = '/var/lib/bocker'
 NETNS_DIR = '/run/netns'

@@ -368,7 +368,8 @@ def test_trace_order_holds_when_streams_share_a_pipe(box, busybox):
         'Removed: %s' % ps,
         '+ cgdelete -g cpu,cpuacct,memory:/%s' % ps,
         '+ cgdelete -g cpuacct:/%s' % ps,
-        '+ cgdelete -g memory:/%s' % ps]
+        '+ cgdelete -g memory:/%s' % ps,
+        '+ cgdelete -g pids:/%s' % ps]
 
 
 def test_an_os_error_is_one_line_on_stderr(box, busybox):
