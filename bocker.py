@@ -450,11 +450,12 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     need_modules('plumbum')
     need_store(container_path)
     need_bridge()
+    need_libseccomp()
     # diverges (rows 21, 23): what run needs is checked before anything is made
     for need_path in ('etc', 'bin/sh', 'bin/mount'):
         if not os.path.lexists('%s/%s/%s' % (overlay_path, image, need_path)):
             fail('image %s has no /%s: it cannot run a container' % (image, need_path))
-    for mount_point in ('proc', 'dev'):        # enter() mounts there: never through a link
+    for mount_point in ('proc',) + MOUNT_POINTS:   # enter() mounts there: never through a link
         path = '%s/%s/%s' % (overlay_path, image, mount_point)
         if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
             fail("image %s's /%s is not a directory: it cannot run a container"
@@ -588,12 +589,13 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, pids_limit, undo):
         # bash: cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null
         # (hard links, not copies: overlayfs never writes to the lower layer)
         copy_tree('%s/%s' % (overlay_path, image), cdir + '/lower', link=True)
-        # diverges (row 38): /dev gets a tmpfs of its own in the container
-        # (enter()); an image without one (a pulled image) gets the mount point
-        # here, in this container's lower layer: never in the image, nor in
-        # upper (so never in a commit).
-        if not os.path.lexists(cdir + '/lower/dev'):
-            os.mkdir(cdir + '/lower/dev', 0o755)
+        # diverges (rows 38, 45): /dev and /sys get filesystems of their own in
+        # the container (enter()); an image without them (a pulled image, the
+        # test image) gets the mount points here, in this container's lower
+        # layer: never in the image, nor in upper (so never in a commit).
+        for point in MOUNT_POINTS:
+            if not os.path.lexists('%s/lower/%s' % (cdir, point)):
+                os.mkdir('%s/lower/%s' % (cdir, point), 0o755)
     finally:
         ip_done()
     # overlayfs: reads come from upper, else lower; writes go to upper (a copy
@@ -763,6 +765,7 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
     need_container(uuid)                       # diverges (row 7): nor is img_N, or foo
     need_modules('plumbum')
+    need_libseccomp()
     # bash: cid="$(ps o ppid,pid | grep "^$(ps o pid,cmd | grep -E "^\ *[0-9]+ unshare.*$1" | awk '{print $1}')" | awk '{print $2}')"
     cid = container_pid(uuid)
     # bash: [[ ! "$cid" =~ ^\ *[0-9]+$ ]] && echo "Container '$1' exists but is not running" && exit 1
@@ -818,11 +821,12 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
         # bash: mkdir "$overlay_path/$2" && cp -rf --reflink=auto "$container_path/$1"/merged/* "$overlay_path/$2" && sed -i "s/:.*$/:$(date +%Y%m%d-%H%M%S)/g" "$overlay_path/$2"/img.source
         os.mkdir(tmp)
         copy_tree(merged, tmp)
-        # /dev is the container's own tmpfs (enter()); an empty one here is the
-        # mount point run gave it, not a part of the image.
-        dev = tmp + '/dev'
-        if os.path.isdir(dev) and not os.path.islink(dev) and not os.listdir(dev):
-            os.rmdir(dev)
+        # /dev and /sys are the container's own (enter()); an empty one here is
+        # the mount point run gave it, not a part of the image.
+        for point in MOUNT_POINTS:
+            path = '%s/%s' % (tmp, point)
+            if os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path):
+                os.rmdir(path)
         # bash: sed -i "s/:.*$/:$(date +%Y%m%d-%H%M%S)/g" "$overlay_path/$2"/img.source
         stamp = time.strftime('%Y%m%d-%H%M%S')
         # diverges (row 30): only a regular img.source is rewritten; one the container
@@ -1503,6 +1507,10 @@ PROC_READ_ONLY = ('bus', 'fs', 'irq', 'sys', 'sysrq-trigger')
 PROC_MASKED = ('acpi', 'asound', 'kcore', 'keys', 'latency_stats', 'timer_list', 'timer_stats',
                'sched_debug', 'scsi')
 
+# The mount points enter() needs besides /proc, which run adds to a container's
+# lower layer where its image has none.
+MOUNT_POINTS = ('dev', 'sys')
+
 # The kernel's numbers the enter step passes (mount(2), umount(2), prctl(2),
 # keyctl(2), setns(2)), named once.
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
@@ -1510,7 +1518,7 @@ MNT_DETACH = 2
 PR_SET_CHILD_SUBREAPER, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 36, 24, 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 KEYCTL_JOIN_SESSION_KEYRING = 1
-CLONE_NEWNS = 0x00020000
+CLONE_NEWNS, CLONE_NEWCGROUP = 0x00020000, 0x02000000
 
 # What a container's command finds in its environment (environ(7)), as Docker
 # and podman give it: nothing of the caller's but TERM.
@@ -1541,6 +1549,7 @@ def enter(root, *argv):
     mount(None, root, None, MS_REMOUNT | MS_BIND | MS_NODEV)
     mount(b'proc', proc, b'proc', MS_NOSUID | MS_NODEV | MS_NOEXEC)
     make_dev(root + '/dev', mount)
+    make_sys(root + '/sys', mount, libc)
     with open(proc + '/sys/net/ipv4/ping_group_range', 'w') as f:
         f.write(PING_GROUP_RANGE)
     for name in PROC_READ_ONLY:                # the host's kernel switches: read-only
@@ -1573,19 +1582,21 @@ def join(pid, *argv):
     """exec's last step (`bocker.py __join__ PID CMD...`, see join_argv()),
     started by nsenter in the container's pid, net, uts and ipc namespaces.
     The same steps as enter(), but for the mounts, which it finds made: it
-    joins pid PID's mount namespace itself, once this Python and its
-    libraries are loaded from the host; setns(2) with CLONE_NEWNS also makes
-    that namespace's root, the container's, its root and working directory."""
+    joins pid PID's cgroup namespace and mount namespace itself, once this
+    Python and its libraries are loaded from the host; setns(2) with
+    CLONE_NEWNS also makes that namespace's root, the container's, its root
+    and working directory."""
     libc, seccomp = c_libraries()
     default_signals()
     os.setsid()
     syscall(libc, 'keyctl', KEYCTL_JOIN_SESSION_KEYRING, None)
-    fd = os.open('/proc/%s/ns/mnt' % pid, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.setns(fd, CLONE_NEWNS) != 0:
-            raise c_error('setns', '/proc/%s/ns/mnt' % pid)
-    finally:
-        os.close(fd)
+    for name, kind in (('cgroup', CLONE_NEWCGROUP), ('mnt', CLONE_NEWNS)):
+        fd = os.open('/proc/%s/ns/%s' % (pid, name), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if libc.setns(fd, kind) != 0:
+                raise c_error('setns', '/proc/%s/ns/%s' % (pid, name))
+        finally:
+            os.close(fd)
     os.chdir('/')
     drop_capabilities(libc)
     seccomp_load(seccomp)
@@ -1688,6 +1699,40 @@ def make_dev(dev, mount):
     mount(b'shm', dev + '/shm', b'tmpfs', MS_NOSUID | MS_NODEV | MS_NOEXEC, b'mode=1777,size=65536k')
 
 
+def make_sys(sys_dir, mount, libc):
+    """The container's /sys, as runc gives it: a sysfs (sysfs(5)) read-only,
+    which shows the network devices of the network namespace it is mounted
+    in, the container's; and at /sys/fs/cgroup its own cgroups, read-only,
+    in a cgroup namespace of its own (cgroup_namespaces(7)) rooted at its
+    cgroup ps_N, so `cat /sys/fs/cgroup/memory.max` (v2) or
+    `/sys/fs/cgroup/memory/memory.limit_in_bytes` (v1) shows its limit and
+    /proc/self/cgroup shows `/`. diverges (row 45): the bash's container had
+    no /sys."""
+    ro = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    mount(b'sysfs', sys_dir, b'sysfs', ro)
+    if libc.unshare(CLONE_NEWCGROUP) != 0:
+        raise c_error('unshare', 'CLONE_NEWCGROUP')
+    top = sys_dir + '/fs/cgroup'
+    # The hierarchies as the kernel lists this process's cgroups (proc(5):
+    # /proc/self/cgroup): `ip netns exec` mounted a sysfs of its own over
+    # the host's /sys, so no cgroup mount is left here to read them from.
+    with open('/proc/self/cgroup') as f:
+        groups = [line.split(':')[1] for line in f]
+    wanted = set(cgroups.split(',')) | {'pids'}
+    v1 = [names for names in groups if wanted & set(names.split(','))]
+    if not v1:                                 # cgroup v2 only: its one hierarchy
+        mount(b'cgroup2', top, b'cgroup2', ro)
+        return
+    mount(b'cgroup', top, b'tmpfs', MS_NOSUID | MS_NODEV | MS_NOEXEC, b'mode=755,size=64k')
+    for names in v1:                           # cpu,cpuacct (or cpu), memory, pids
+        os.mkdir('%s/%s' % (top, names), 0o755)
+        mount(b'cgroup', '%s/%s' % (top, names), b'cgroup', ro, names.encode())
+        for controller in names.split(','):    # cpu -> cpu,cpuacct, as systemd links them
+            if controller != names:
+                os.symlink(names, '%s/%s' % (top, controller))
+    mount(None, top, None, MS_REMOUNT | MS_BIND | ro)
+
+
 # --- Seccomp: the system calls a container may make --------------------------------
 # A seccomp filter (seccomp(2)) is a small program the kernel runs at every
 # system call of the process and its children, for ever: it allows the call, or
@@ -1777,6 +1822,7 @@ def c_libraries():
     lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
                                            ctypes.c_uint, ctypes.c_void_p]
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     for name in ('keyctl', 'pivot_root'):
         SYSCALLS[name] = lib.seccomp_syscall_resolve_name(name.encode())
     return libc, seccomp_filter(lib)
@@ -1977,6 +2023,17 @@ def need_modules(*names):
             os.path.dirname(os.path.realpath(__file__))))
 
 
+def need_libseccomp():
+    """The library enter() and join() build the seccomp filter with (Debian's
+    libseccomp2): without it, one line before anything is made."""
+    import ctypes
+    try:
+        ctypes.CDLL('libseccomp.so.2')
+    except OSError:
+        fail('libseccomp.so.2 not found: install libseccomp2 (make run-deps in %s)'
+             % os.path.dirname(os.path.realpath(__file__)))
+
+
 def need_bridge():
     """diverges (row 23): the bash fails at `ip link set ... master br1` (exit 255), after
     making the veth."""
@@ -2055,7 +2112,9 @@ EXPLAIN_STEPS = {
         'hierarchy of each controller, cgset writes its files. cpu.shares is the '
         'weight when CPUs are contended (1024 a full share; cgroup v2: cpu.weight); '
         'memory.limit_in_bytes is where the kernel reclaims, then OOM-kills in the '
-        'cgroup (v2: memory.max). No process is in it yet.',
+        'cgroup (v2: memory.max). bocker.py adds a cgroup in the pids hierarchy: '
+        'past pids.max, fork(2) fails in it, so a fork bomb stops there. No process '
+        'is in them yet.',
         'cgcreate(1), cgset(1), cgroups(7)', True),
     'container': ('run', 6, "the container: its pid 1", (
         'cgexec -g "$cgroups:$uuid"', '2>&1 | tee'),
@@ -2063,10 +2122,13 @@ EXPLAIN_STEPS = {
         'the network namespace (setns(2)) and execs unshare: -m, -u, -i make new '
         'mount, hostname and IPC namespaces, -p a new pid namespace whose first '
         'process, forked by -f, is its pid 1. bocker.py\'s enter step (in place of '
-        'chroot) mounts the container\'s /proc, makes merged its root (chroot(2)), '
-        'drops capabilities and execs /bin/sh -c CMD; tee shows and logs its output.',
+        'chroot) starts a session and keyring of its own, mounts the container\'s '
+        '/proc and /dev, makes merged the root of its mount namespace and detaches '
+        'the host\'s (pivot_root(2)), drops capabilities, loads a seccomp filter and '
+        'execs /bin/sh -c CMD with an environment of its own; tee shows and logs its '
+        'output.',
         'cgexec(1), ip-netns(8), unshare(1), namespaces(7), pid_namespaces(7), '
-        'chroot(2), capabilities(7)', False),
+        'setsid(2), keyrings(7), pivot_root(2), capabilities(7), seccomp(2)', False),
     'cleanup': ('run', 7, 'the command ended: cleanup', (
         'ip link del dev veth0_"$uuid"', 'ip netns del netns_"$uuid"'),
         'Deleting one end of a veth deletes both; deleting the name in /run/netns '
@@ -2081,12 +2143,14 @@ EXPLAIN_STEPS = {
         'proc(5), pid_namespaces(7)', True),
     'exec-nsenter': ('exec', 2, 'nsenter: into its namespaces', (
         'nsenter -t "$cid"',),
-        'cgexec first moves it into the container\'s cgroups (cpu, cpuacct, memory), '
-        'so its limits hold for what exec starts; '
-        'nsenter joins the namespaces of that process with setns(2): -m mount, -u '
+        'cgexec first moves it into the container\'s cgroups (cpu, cpuacct, memory, '
+        'pids), so its limits hold for what exec starts; '
+        'nsenter joins the namespaces of that process with setns(2): -u '
         'hostname, -i IPC, -n network, -p pid (it forks, as only a child enters a '
-        'pid namespace); enter then chroots into merged, drops capabilities and '
-        'execs the command, which so sees what the container sees.',
+        'pid namespace); bocker.py\'s join step then joins its mount namespace, '
+        'whose root is the container\'s, and takes enter\'s other steps (session, '
+        'keyring, capabilities, seccomp filter, environment) before it execs the '
+        'command, which so sees what the container sees.',
         'cgexec(1), nsenter(1), setns(2), namespaces(7)', True),
     'rm-found': ('rm', 1, 'what there is to remove', (
         'if [[ -d "$overlay_path/$1" ]];then',),
@@ -2375,8 +2439,8 @@ def proc_cgroups(pid):
     return found
 
 
-EXPLAIN_KNOBS = {'cpu': ('cpu.shares',), 'memory': ('memory.limit_in_bytes',)}
-EXPLAIN_KNOBS_V2 = ('cpu.weight', 'memory.max')
+EXPLAIN_KNOBS = {'cpu': ('cpu.shares',), 'memory': ('memory.limit_in_bytes',), 'pids': ('pids.max',)}
+EXPLAIN_KNOBS_V2 = ('cpu.weight', 'memory.max', 'pids.max')
 
 
 def explain_knobs(paths, indent='', procs=False):
@@ -2385,7 +2449,7 @@ def explain_knobs(paths, indent='', procs=False):
     processes it holds: procs)."""
     v2 = cgroup_v2()
     out = []
-    for ctrl in ('',) if v2 else controllers().split(','):
+    for ctrl in hierarchies():
         path = paths.get(ctrl, '?')
         d = hierarchy_dir(ctrl, path)
         if d is None:
@@ -2414,8 +2478,14 @@ def made_cgroups(uuid):
     libcgroup makes UUID in the directory where each hierarchy is mounted, so
     its path is the mount's root (mountinfo) and UUID."""
     found = cgroup_hierarchies()
-    return {c: found.get(c, ('', '/'))[1].rstrip('/') + '/' + uuid
-            for c in (('',) if cgroup_v2() else controllers().split(','))}
+    return {c: found.get(c, ('', '/'))[1].rstrip('/') + '/' + uuid for c in hierarchies()}
+
+
+def hierarchies():
+    """The hierarchies a container has a cgroup in, by controller ('': v2's one)."""
+    if cgroup_v2():
+        return ['']
+    return controllers().split(',') + (['pids'] if pids_hierarchy() == 'v1' else [])
 
 
 def explain_cgroups(uuid):
@@ -2508,6 +2578,11 @@ def explain_read_pid(pid, late=True):
     with open('/proc/%s/cmdline' % pid, 'rb') as f:
         got['cmdline'] = f.read().rstrip(b'\0').replace(b'\0', b' ').decode('utf-8', 'replace')
     got['root'] = os.readlink('/proc/%s/root' % pid)
+    with open('/proc/%s/stat' % pid) as f:                  # after the name: state ppid pgrp session tty
+        got['stat'] = f.read().rsplit(')', 1)[1].strip()
+    with open('/proc/%s/environ' % pid, 'rb') as f:
+        got['environ'] = [v.split(b'=', 1)[0].decode('utf-8', 'replace') + '=...'
+                          for v in f.read().split(b'\0') if v]
     return got
 
 
@@ -2571,10 +2646,41 @@ def explain_container(uuid):
             if n not in kept]
     out.append('  dropped, %d: %s' % (len(gone), ' '.join(gone)))
     out.append('  NoNewPrivs: %s' % status.get('NoNewPrivs', '?'))
+    out += explain_confined(pid, got)
     out.append('mounts it sees (/proc/%s/mountinfo, from its root):' % pid)
     for point, fstype, _source, opts, _sopts, _root in then['mounts']:
         out.append('  %-22s %-8s %s' % (point, fstype, opts))
     return out
+
+
+def explain_confined(pid, got):
+    """Session, seccomp, environment and root of a container's process, as
+    /proc/PID/stat, status, environ and mountinfo show them."""
+    stat_ = got.get('stat', '0 0 0 0 0 0 0').split()
+    out = ['session (/proc/%s/stat): session %s, process group %s, controlling terminal %s '
+           '(this process: session %d)' % (pid, stat_[3], stat_[2],
+                                            'none' if stat_[4] == '0' else stat_[4], os.getsid(0)),
+           'seccomp (/proc/%s/status): Seccomp %s (2: a filter), Seccomp_filters %s; the filter: '
+           '%d BPF instructions (seccomp_export_bpf(3) of the same one)' % (
+               pid, got['status'].get('Seccomp', '?'), got['status'].get('Seccomp_filters', '?'),
+               seccomp_size()),
+           'environment (/proc/%s/environ): %s' % (pid, ' '.join(got.get('environ', [])) or '?')]
+    mounts = got.get('mounts', [])
+    out.append('root (/proc/%s/mountinfo): / is the %s (pivot_root); %d mounts, all the '
+               'container\'s: the host\'s root is not among them' % (pid, ', '.join(
+                   fstype for point, fstype, *_ in mounts if point == '/') or '?', len(mounts)))
+    return out
+
+
+def seccomp_size():
+    """How many BPF instructions the filter enter() loads compiles to."""
+    _libc, (lib, ctx) = c_libraries()
+    fd = os.memfd_create('bpf')
+    try:
+        lib.seccomp_export_bpf(ctx, fd)
+        return os.fstat(fd).st_size // 8       # struct sock_filter: 8 bytes
+    finally:
+        os.close(fd)
 
 
 def explain_cleanup(uuid):
@@ -2603,7 +2709,8 @@ def explain_found(uuid, cid):
 
 def explain_nsenter(uuid, cid):
     got = EXPLAINED.get('target') or explain_read_pid(cid)
-    out = explain_ns(cid, got, joined=('mnt', 'uts', 'ipc', 'net', 'pid', 'pid_for_children'))
+    out = explain_ns(cid, got, joined=('uts', 'ipc', 'net', 'pid', 'pid_for_children'))
+    out.append('  (mnt: joined next, by the join step, with setns(2))')
     out.append('its cgroups (/proc/%s/cgroup):' % cid)
     out += explain_knobs(got['cgroup'], '  ')
     return out

@@ -320,12 +320,12 @@ def _enter_as_chroot(line):
 
 
 def _without_dev_mount_point(line):
-    """The empty /dev that run adds to a container's lower/ (and so to its
+    """The empty /dev (and /sys, row 45) that run adds to a container's lower/ (and so to its
     merged/) for an image without one: the mount point of the container's own
     /dev tmpfs (and what the reference's commit of such a container copies).
     The reference has none: the line is dropped (None). A /dev that holds
     anything still shows in its entries."""
-    if re.fullmatch(r'd 0755 (containers/ps_[0-9]+/(lower|merged)|overlay/img_[0-9]+)/dev', line):
+    if re.fullmatch(r'd 0755 (containers/ps_[0-9]+/(lower|merged)|overlay/img_[0-9]+)/(dev|sys)', line):
         return None
     return line
 
