@@ -13,7 +13,7 @@ PY := .venv/bin/python
 # tmux for a real terminal, chromium for the side-by-side page).
 RUN_PKGS := iproute2 util-linux mount cgroup-tools busybox-static jq uuid-runtime libseccomp2 \
             coreutils tar python3 python3-venv procps
-TEST_PKGS := docker-registry openssl iptables nftables time qemu-system-x86 \
+TEST_PKGS := docker-registry openssl iptables nftables time qemu-system-x86 gcc libc6-dev \
              linux-image-amd64 podman skopeo docker.io runc tmux chromium
 APT_PKGS := $(RUN_PKGS) $(TEST_PKGS)
 

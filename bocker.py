@@ -1449,13 +1449,20 @@ def spawn_exec(argv):
         return [pid for proc in chain for pid in children(proc.pid)] + \
             [pid for pid in children(me) if pid not in [proc.pid for proc in chain]]
 
+    def groups():
+        # The command leads a session and process group of its own (join()):
+        # a signal goes to the whole group, as a terminal's went to the
+        # foreground group (kill(2) with -PGID), and to the command itself
+        # while it has none yet.
+        return [-pid for pid in commands()] + commands()
+
     def kill(sig):
-        for pid in commands() + [proc.pid for proc in chain if proc.poll() is None]:
+        for pid in groups() + [proc.pid for proc in chain if proc.poll() is None]:
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-    signals.started(commands, kill, 'the command')   # before it starts: no signal lost
+    signals.started(groups, kill, 'the command')     # before it starts: no signal lost
     proc = spawn(argv).popen(stdin=None, stdout=None, stderr=None)
     chain.append(proc)
     pidfd = os.pidfd_open(proc.pid)
@@ -1485,13 +1492,14 @@ def reap(pids):
 # steps, and each step names the man page that explains it.
 
 # Docker's default capabilities, less CAP_SYS_CHROOT (a container has no use
-# for a second root) and CAP_MKNOD: capabilities(7). CAP_NET_RAW stays, as
-# Docker keeps it: busybox's ping (the test image, the article's and upstream's
-# examples) opens a raw ICMP socket; the filter (SOCKET_FAMILIES) refuses the
-# packet sockets it would also open (row 43).
+# for a second root), CAP_MKNOD and CAP_AUDIT_WRITE (as podman drops them):
+# capabilities(7). CAP_NET_RAW stays, as Docker keeps it: busybox's ping (the
+# test image, the article's and upstream's examples) needs its raw ICMP
+# socket; the seccomp filter allows no other raw socket, no packet socket and
+# no IP_HDRINCL, which is what a forged frame or address needs (row 43).
 KEEP_CAPS = {0: 'chown', 1: 'dac_override', 3: 'fowner', 4: 'fsetid', 5: 'kill',
              6: 'setgid', 7: 'setuid', 8: 'setpcap', 10: 'net_bind_service',
-             13: 'net_raw', 29: 'audit_write', 31: 'setfcap'}
+             13: 'net_raw', 31: 'setfcap'}
 
 
 # Docker keeps CAP_MKNOD and stops device nodes with its devices cgroup; bocker
@@ -1771,7 +1779,7 @@ SECCOMP_ALLOWED = '''
     sched_getscheduler sched_rr_get_interval sched_setaffinity sched_setattr sched_setparam
     sched_setscheduler sched_yield seccomp select semctl semget semop semtimedop sendfile
     sendmmsg sendmsg sendto setfsgid setfsuid setgid setgroups setitimer setpgid setpriority
-    setregid setresgid setresuid setreuid setrlimit set_robust_list setsid setsockopt
+    setregid setresgid setresuid setreuid setrlimit set_robust_list setsid
     set_thread_area set_tid_address setuid setxattr shmat shmctl shmdt shmget shutdown
     sigaltstack signalfd signalfd4 socketpair splice stat statfs statx symlink symlinkat
     sync sync_file_range syncfs sysinfo tee tgkill time timer_create timer_delete
@@ -1787,20 +1795,24 @@ SECCOMP_ALLOWED = '''
 # are not on it: a container cannot reach any keyring, keyrings(7).)
 
 # Allowed with arguments only (seccomp_rule_add(3): SCMP_A0 comparisons):
-# socket(2) of the families a container uses: Unix, IPv4 (any type but the old
-# SOCK_PACKET, which is a packet socket: packet(7)), IPv6 and netlink (`ip`
-# talks to the kernel through it, netlink(7)). Docker allows all but vsock; a
-# packet socket reads and forges whole frames on br1 (ARP: another container's
-# address), and the rare families have been where the kernel's bugs were.
+# socket(2) of the families a container uses: Unix, netlink (`ip` talks to the
+# kernel through it, netlink(7)), IPv4 and IPv6 as streams, datagrams and
+# seqpackets, and raw only for ICMP (ping: raw(7)). Docker allows all but vsock;
+# a packet socket (packet(7), or IPv4's old SOCK_PACKET) reads and forges whole
+# frames on br1 (ARP: another container's address), a raw socket of another
+# protocol or with IP_HDRINCL forges the IP header (a source address), and the
+# rare families have been where the kernel's bugs were.
 AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
-SOCK_TYPES = (1, 2, 3, 4, 5)                   # stream, dgram, raw, rdm, seqpacket
+SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET = 1, 2, 3, 5
+IPPROTO_IP, IPPROTO_ICMP, IPPROTO_IPV6, IPPROTO_ICMPV6 = 0, 1, 41, 58
+IPPROTO_TCP, IP_HDRINCL, IPV6_HDRINCL, TCP_INQ = 6, 3, 36, 36
 PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xffffffff)   # personality(2): the usual ones, and a query
 # clone(2) without any CLONE_NEW* flag: no new namespace (clone3(2), whose
 # flags a filter cannot read, fails with ENOSYS so that libc falls back to clone)
 CLONE_NEW_FLAGS = 0x7e020000
 
 SCMP_ACT_ALLOW = 0x7fff0000
-SCMP_CMP_EQ, SCMP_CMP_MASKED_EQ = 4, 7
+SCMP_CMP_NE, SCMP_CMP_EQ, SCMP_CMP_MASKED_EQ = 1, 4, 7
 EPERM, ENOSYS = 1, 38
 
 
@@ -1852,10 +1864,22 @@ def seccomp_filter(lib):
             raise OSError(-code, 'seccomp_rule_add: %s: %s' % (name, os.strerror(-code)))
     for name in SECCOMP_ALLOWED:
         rule(SCMP_ACT_ALLOW, name)
-    for family in (AF_UNIX, AF_INET6, AF_NETLINK):
+    for family in (AF_UNIX, AF_NETLINK):
         rule(SCMP_ACT_ALLOW, 'socket', (0, SCMP_CMP_EQ, family, 0))
-    for kind in SOCK_TYPES:                    # the type's low bits: SOCK_CLOEXEC and the like aside
-        rule(SCMP_ACT_ALLOW, 'socket', (0, SCMP_CMP_EQ, AF_INET, 0), (1, SCMP_CMP_MASKED_EQ, 0xf, kind))
+    for family, icmp in ((AF_INET, IPPROTO_ICMP), (AF_INET6, IPPROTO_ICMPV6)):
+        for kind in (SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET):   # the type's low bits: not SOCK_CLOEXEC
+            rule(SCMP_ACT_ALLOW, 'socket', (0, SCMP_CMP_EQ, family, 0),
+                 (1, SCMP_CMP_MASKED_EQ, 0xf, kind))
+        rule(SCMP_ACT_ALLOW, 'socket', (0, SCMP_CMP_EQ, family, 0),
+             (1, SCMP_CMP_MASKED_EQ, 0xf, SOCK_RAW), (2, SCMP_CMP_EQ, icmp, 0))
+    # setsockopt(2) but IP_HDRINCL and IPV6_HDRINCL. A rule compares each
+    # argument once, with = or != (libseccomp's < and > misjudge 64-bit
+    # arguments across rules), so: IPv4's level with any option but its
+    # HDRINCL; any other level with any option but 36 (IPV6_HDRINCL; at the
+    # socket level SO_MARK, which needs CAP_NET_ADMIN anyway); and TCP's 36.
+    rule(SCMP_ACT_ALLOW, 'setsockopt', (1, SCMP_CMP_EQ, IPPROTO_IP, 0), (2, SCMP_CMP_NE, IP_HDRINCL, 0))
+    rule(SCMP_ACT_ALLOW, 'setsockopt', (1, SCMP_CMP_NE, IPPROTO_IP, 0), (2, SCMP_CMP_NE, IPV6_HDRINCL, 0))
+    rule(SCMP_ACT_ALLOW, 'setsockopt', (1, SCMP_CMP_EQ, IPPROTO_TCP, 0), (2, SCMP_CMP_EQ, TCP_INQ, 0))
     for persona in PERSONALITIES:
         rule(SCMP_ACT_ALLOW, 'personality', (0, SCMP_CMP_EQ, persona, 0))
     rule(SCMP_ACT_ALLOW, 'clone', (0, SCMP_CMP_MASKED_EQ, CLONE_NEW_FLAGS, 0))
@@ -2602,7 +2626,8 @@ def explain_pid(pid, got):
 
 
 def explain_ns(pid, got, joined=None):
-    """The namespaces of pid beside this process's, by inode."""
+    """The namespaces of pid beside this process's, by inode; joined: {name:
+    who joins it} for exec."""
     out = ['namespaces (/proc/%s/ns against /proc/self/ns):' % pid]
     for name, inode in got['ns'].items():
         try:
@@ -2612,7 +2637,7 @@ def explain_ns(pid, got, joined=None):
         if joined is None:
             how = 'the same as this process' if mine == inode else 'new (this process: %s)' % mine
         else:
-            how = ('joined by nsenter' if name in joined else
+            how = ('joined by ' + joined[name] if name in joined else
                    'not joined, the same' if mine == inode else 'not joined, this process: ' + mine)
         out.append('  %-18s %-22s %s' % (name, inode, how))
     return out
@@ -2629,7 +2654,7 @@ def explain_container(uuid):
         out = ['pid %s: NSpid %s (pid 1 in its own pid namespace); it ended before its '
                'command could be read (a longer one shows it: `sleep 1; ...`)' % (
                    pid, first['status'].get('NSpid', '?').replace('\t', ' '))]
-    out += explain_ns(pid, first)
+    out += explain_ns(pid, then or first)          # late: enter() made the cgroup namespace
     out.append('cgroups (/proc/%s/cgroup, read where they are mounted here):' % pid)
     out += explain_knobs(first['cgroup'], '  ')
     if not then:
@@ -2656,10 +2681,12 @@ def explain_container(uuid):
 def explain_confined(pid, got):
     """Session, seccomp, environment and root of a container's process, as
     /proc/PID/stat, status, environ and mountinfo show them."""
-    stat_ = got.get('stat', '0 0 0 0 0 0 0').split()
-    out = ['session (/proc/%s/stat): session %s, process group %s, controlling terminal %s '
-           '(this process: session %d)' % (pid, stat_[3], stat_[2],
-                                            'none' if stat_[4] == '0' else stat_[4], os.getsid(0)),
+    _state, _ppid, pgrp, session, tty = got.get('stat', '? ? ? ? ?').split()[:5]
+    out = ['session (/proc/%s/stat): %s, %s, %s; %s' % (
+        pid, 'its own (it leads it)' if session == str(pid) else 'session ' + session,
+        'its own process group' if pgrp == str(pid) else 'process group ' + pgrp,
+        'no controlling terminal' if tty == '0' else 'controlling terminal ' + tty,
+        'this process is in another' if session != str(os.getsid(0)) else 'the same as this process\'s'),
            'seccomp (/proc/%s/status): Seccomp %s (2: a filter), Seccomp_filters %s; the filter: '
            '%d BPF instructions (seccomp_export_bpf(3) of the same one)' % (
                pid, got['status'].get('Seccomp', '?'), got['status'].get('Seccomp_filters', '?'),
@@ -2709,8 +2736,9 @@ def explain_found(uuid, cid):
 
 def explain_nsenter(uuid, cid):
     got = EXPLAINED.get('target') or explain_read_pid(cid)
-    out = explain_ns(cid, got, joined=('uts', 'ipc', 'net', 'pid', 'pid_for_children'))
-    out.append('  (mnt: joined next, by the join step, with setns(2))')
+    joined = dict.fromkeys(('uts', 'ipc', 'net', 'pid', 'pid_for_children'), 'nsenter')
+    joined.update(dict.fromkeys(('cgroup', 'mnt'), 'the join step'))
+    out = explain_ns(cid, got, joined=joined)
     out.append('its cgroups (/proc/%s/cgroup):' % cid)
     out += explain_knobs(got['cgroup'], '  ')
     return out

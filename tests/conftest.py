@@ -145,7 +145,7 @@ class Box:
             'netns': self.netns(),
             'links': [l for l in self.links() if l not in ('br1', 'lo')],
             'mounts': [m for m in self.mounts() if m.startswith(STORE + '/')],
-            'cgroups': [c + '/' + d for c in ('cpu', 'cpuacct', 'memory')
+            'cgroups': [c + '/' + d for c in ('cpu', 'cpuacct', 'memory', 'pids')
                         for d in self.ls('/sys/fs/cgroup/' + c) if d.startswith('ps_')],
             'containers': self.containers(),
             'hidden': [n for n in self.images() if n.startswith('.')],

@@ -203,7 +203,7 @@ SCENARIOS = [
     S('run-writes-a-file', [INIT, X('run', '{img1}', 'echo data > /root/file; cat /root/file')]),
     S('run-inside-view',
       [INIT, X('run', '{img1}', 'echo pid $$; cat /etc/hostname /etc/resolv.conf; id; ls /')],
-      diverges=(38,)),
+      diverges=(38, 45)),
     S('run-network',
       [INIT, X('run', '{img1}', 'ip -o addr; ip route; ip -o link')]),
     S('run-ping-bridge',

@@ -167,8 +167,11 @@ def test_run_isolates_pid_uts_mount_and_cgroups(box, busybox):
     assert re.search(r'^\d+ \d+ \S+ / /proc .* - proc ', r.out, re.M), r.out
     merged = '%s/%s/merged' % (CONTAINERS, ps)
     assert merged in box.mounts() and merged + '/proc' not in box.mounts()
-    for ctrl in ('cpu', 'cpuacct', 'memory'):
-        assert re.search(r'^\d+:%s:/%s$' % (ctrl, ps), r.out, re.M), r.out
+    # cgroups: its own cgroup namespace, rooted at its cgroup ps_N (row 45), so
+    # each of its cgroups reads `/` inside; ps_N is there on the host
+    for ctrl in ('cpu', 'cpuacct', 'memory', 'pids'):
+        assert re.search(r'^\d+:%s:/$' % ctrl, r.out, re.M), r.out
+        assert ps in box.ls('/sys/fs/cgroup/' + ctrl)
 
 
 def test_the_command_gets_default_signal_dispositions(box, busybox):
