@@ -1898,8 +1898,12 @@ def seccomp_load(seccomp):
 
 def syscall(libc, name, *args):
     """A system call glibc has no wrapper for, by its number (syscall(2));
-    its result, or an OSError."""
-    result = libc.syscall(SYSCALLS[name], *args)
+    its result, or an OSError. Numbers go as C longs, as syscall(2) reads
+    them (a C int would leave the register's upper half unset)."""
+    import ctypes
+    libc.syscall.restype = ctypes.c_long
+    result = libc.syscall(ctypes.c_long(SYSCALLS[name]),
+                          *[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
     if result < 0:
         raise c_error(name, '')
     return result
