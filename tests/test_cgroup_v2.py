@@ -320,8 +320,8 @@ else:
         assert out.split('\n')[:3] == [str(memory_max(16)), '64', 'read-only'], (out, err)
         assert read(CGROOT + '/' + uuid + '/pids.max') == '64'
 
-    def test_a_seccomp_filter_and_a_pids_limit_hold_in_run_and_exec(img):
-        """Rows 42, 43 on v2: Seccomp 2 in run and exec; past pids.max a fork
+    def test_a_seccomp_filter_and_a_pids_limit_hold_on_v2(img):
+        """Rows 42, 43 on v2: Seccomp 2 in a run; past pids.max a fork
         fails (busybox sh: can't fork)."""
         uuid, code, out, err = run_container(
             img, 'grep ^Seccomp: /proc/self/status; '
