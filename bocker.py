@@ -2053,13 +2053,20 @@ def need_modules(*names):
 
 def need_libseccomp():
     """The library enter() and join() build the seccomp filter with (Debian's
-    libseccomp2): without it, one line before anything is made."""
-    import ctypes
+    libseccomp2): without it, one line before anything is made. Looked up as
+    the dynamic loader finds it (ld.so(8): LD_LIBRARY_PATH, then the cache
+    ldconfig writes), without loading it here: that would cost ctypes."""
+    dirs = [d for d in os.environ.get('LD_LIBRARY_PATH', '').split(':') if d]
+    if any(os.path.exists(d + '/libseccomp.so.2') for d in dirs):
+        return
     try:
-        ctypes.CDLL('libseccomp.so.2')
+        with open('/etc/ld.so.cache', 'rb') as f:
+            if b'libseccomp.so.2\0' in f.read():
+                return
     except OSError:
-        fail('libseccomp.so.2 not found: install libseccomp2 (make run-deps in %s)'
-             % os.path.dirname(os.path.realpath(__file__)))
+        pass
+    fail('libseccomp.so.2 not found: install libseccomp2 (make run-deps in %s)'
+         % os.path.dirname(os.path.realpath(__file__)))
 
 
 def need_bridge():
