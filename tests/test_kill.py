@@ -235,27 +235,37 @@ def test_commit_of_a_running_container_freezes_it_and_a_kill_leaves_it_thawed(bu
         box = Box(sb)
         img = box.init(busybox)
         p, ps = start(box, img, COUNT)
-        assert counting(box, ps)
-        r = hooked(box, 'kill:2', 'commit', ps, 'img_1')
-        assert fired(r) == 'commit-frozen', r
-        assert freezer_state(box, ps) == 'FROZEN' and not counting(box, ps, wait=1)
-        left = [n for n in box.ls(OVERLAY) if n != img]
-        assert len(left) == 1 and re.fullmatch(r'\.commit-[0-9]+-%s' % ps, left[0]), left
-        r = box.bocker('ps')               # the next command thaws it, removes the copy
-        assert r.code == 0 and ps in r.out
-        assert freezer_state(box, ps) == 'THAWED' and counting(box, ps)
-        assert box.ls(OVERLAY) == [img]
-        r = box.bocker('commit', ps, 'img_1')
-        assert (r.out, r.code) == ('Created: img_1\n', 0), r
-        assert freezer_state(box, ps) == 'THAWED' and counting(box, ps)
-        assert int(box.read(OVERLAY + '/img_1/n')) > 0
-        r = box.bocker('rm', ps)
-        assert (r.out, r.code) == ('Removed: %s\n' % ps, 0), r
-        p.communicate(timeout=30)
-        for name in ('img_1', img):
-            assert box.bocker('rm', name).code == 0
-        assert freezer_cgroups(box) == [] and processes(box) == []
-        report('commit of a running container killed while frozen, then thawed', box)
+        try:
+            frozen_then_thawed(box, img, p, ps, report)
+        finally:                           # a frozen process outlives the sandbox's SIGKILL
+            if os.path.exists(box.path('/sys/fs/cgroup/freezer/%s' % ps)):
+                with open(box.path('/sys/fs/cgroup/freezer/%s/freezer.state' % ps), 'w') as f:
+                    f.write('THAWED')
+
+
+def frozen_then_thawed(box, img, p, ps, report):
+    """The steps of the test above, in its sandbox."""
+    assert counting(box, ps)
+    r = hooked(box, 'kill:2', 'commit', ps, 'img_1')
+    assert fired(r) == 'commit-frozen', r
+    assert freezer_state(box, ps) == 'FROZEN' and not counting(box, ps, wait=1)
+    left = [n for n in box.ls(OVERLAY) if n != img]
+    assert len(left) == 1 and re.fullmatch(r'\.commit-[0-9]+-%s' % ps, left[0]), left
+    r = box.bocker('ps')               # the next command thaws it, removes the copy
+    assert r.code == 0 and ps in r.out
+    assert freezer_state(box, ps) == 'THAWED' and counting(box, ps)
+    assert box.ls(OVERLAY) == [img]
+    r = box.bocker('commit', ps, 'img_1')
+    assert (r.out, r.code) == ('Created: img_1\n', 0), r
+    assert freezer_state(box, ps) == 'THAWED' and counting(box, ps)
+    assert int(box.read(OVERLAY + '/img_1/n')) > 0
+    r = box.bocker('rm', ps)
+    assert (r.out, r.code) == ('Removed: %s\n' % ps, 0), r
+    p.communicate(timeout=30)
+    for name in ('img_1', img):
+        assert box.bocker('rm', name).code == 0
+    assert freezer_cgroups(box) == [] and processes(box) == []
+    report('commit of a running container killed while frozen, then thawed', box)
 
 
 @pytest.mark.parametrize('k', range(1, 7))
@@ -329,3 +339,23 @@ def descendants(pid):
         if not more:
             return found
         found |= more
+
+
+def test_rm_takes_every_name_images_and_ps_list(box, busybox, report):
+    """Entries made by hand (or another tool) that the listings show, img_* and
+    ps_* but not img_ and digits: rm takes each; a name they do not list is
+    still refused."""
+    img = box.init(busybox)
+    box.sh('cp -a %s/%s %s/img_old && mkdir %s/ps_old && echo cmd > %s/ps_old/ps_old.cmd'
+           % (OVERLAY, img, OVERLAY, CONTAINERS, CONTAINERS))
+    assert 'img_old\t\t' in box.bocker('images').out and \
+        'ps_old\t\tcmd' in box.bocker('ps').out
+    for name in ('img_old', 'ps_old'):
+        r = box.bocker('rm', name)
+        assert (r.out, r.err, r.code) == ('Removed: %s\n' % name, '', 0), r
+    for name in ('img_old', 'ps_old', 'img_*', 'ps_..'):
+        r = box.bocker('rm', name)
+        assert r.code == 1 and r.out.startswith('No '), r
+    assert box.images() == [img]
+    assert box.bocker('rm', img).code == 0
+    report('rm of an img_* and a ps_* made by hand', box)
