@@ -373,6 +373,8 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
         if mounted_inside(path):
             fail('%s still has something mounted inside; not removing it' % path)
         doomed = '%s/.rm-%d' % (overlay_path, os.getpid())
+        if os.path.isdir(path) and not os.path.islink(path):
+            HELD.append(lock(path))            # it goes with the name: sweep() leaves it
         try:
             os.rename(path, doomed)
         except FileNotFoundError:              # another rm took it first
@@ -390,8 +392,8 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
     # diverges (row 40): its lock first: a run still making it (or a commit
     # copying it) ends that before rm goes on; a run then sees its container
     # removed under it.
-    if os.path.isdir(cdir):
-        HELD.append(lock(cdir))
+    if os.path.isdir(cdir) and not os.path.islink(cdir):
+        HELD.append(wait_for(cdir, uuid))
     checkpoint('rm-locked')
     # diverges (row 4): a running container is stopped first: every process of it,
     # also one still starting (stop()).
@@ -1335,6 +1337,23 @@ def sweep():
             pass                               # the next command tries again
         finally:
             os.close(fd)
+
+
+def wait_for(cdir, uuid):
+    """rm's lock on a container's directory (flock(2), exclusive): at once, or
+    once the run starting it has started its command (or a commit has copied
+    it), saying on stderr what it waits for (a run stopped by ctrl-Z waits
+    for its user)."""
+    import fcntl
+    fd = lock(cdir, wait=False)
+    if fd is None:
+        flush()
+        sys.stderr.write('%s: %s is being started or committed: waiting for that to end\n'
+                         % (os.path.basename(PROG), uuid))
+        sys.stderr.flush()
+        fd = os.open(cdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
 
 
 def removed(fd):

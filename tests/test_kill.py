@@ -289,6 +289,7 @@ def test_rm_of_a_starting_container_leaves_no_process(box, busybox, report, k):
     rm_out, rm_err = rm.communicate(timeout=60)
     assert FIRED.search(err), err
     assert (rm_out, rm.returncode) == ('Removed: %s\n' % ps, 0), rm_err
+    assert rm_err == 'bocker.sh: %s is being started or committed: waiting for that to end\n' % ps
     assert p.returncode == 137 and 'container %s was removed while it ran' % ps in err, err
     assert 'ran' not in out.split()
     left = remove_everything(box, [img, ps])
