@@ -108,7 +108,7 @@ def spawn(argv, shown=None):
     no descriptor of the caller reaches a container, where an open directory
     of the host would lead out of its root (fchdir(2)); the bash passed every
     one on."""
-    checkpoint(argv[0])
+    checkpoint(os.path.basename(argv[0]))
     for line in [argv] if shown is None else shown:
         trace(line)
     local = plumbum_local()
@@ -303,20 +303,22 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
     # bash: tmp_uuid="$(uuidgen)" && mkdir /tmp/"$tmp_uuid"
     tmp_uuid = str(uuidlib.uuid4())
     tmp = '/tmp/' + tmp_uuid
-    os.mkdir(tmp, 0o700)
     # diverges (row 26): the layers unpack into a directory of their own, so the image
     # holds the image's files only (the bash left manifest.json and each
     # layer's VERSION and json in it); that directory is already in the store,
     # so the image needs no second copy; and both go on failure too.
-    rootfs = '%s/.pull-%d' % (overlay_path, os.getpid())   # a kill: sweep()
+    # diverges (row 41): it is made first, named after the download's directory,
+    # so after a kill the next command removes both (sweep()).
+    rootfs = '%s/.pull-%d-%s' % (overlay_path, os.getpid(), tmp_uuid)
     try:
+        hidden('pull', '-' + tmp_uuid)
+        os.mkdir(tmp, 0o700)
         # bash: download-frozen-image-v2 /tmp/"$tmp_uuid" "$1:$2" > /dev/null
         run(download_frozen_image(), tmp, '%s:%s' % (args[0], args[1]), stdout=subprocess.DEVNULL)
         # bash: rm -rf /tmp/"$tmp_uuid"/repositories
         remove_tree(tmp + '/repositories')
         with open(tmp + '/manifest.json') as f:
             manifest = f.read()
-        hidden('pull')
         # bash: for tar in $(jq '.[].Layers[]' --raw-output < /tmp/$tmp_uuid/manifest.json); do
         for tar in jq.compile('.[].Layers[]').input_text(manifest).all():
             # bash: tar xf /tmp/$tmp_uuid/$tar -C /tmp/$tmp_uuid && rm -rf /tmp/$tmp_uuid/$tar
@@ -330,6 +332,9 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
         # bash: echo "$1:$2" > /tmp/$tmp_uuid/img.source
         write(rootfs + '/img.source', '%s:%s' % (args[0], args[1]))
         # bash: bocker_init /tmp/$tmp_uuid && rm -rf /tmp/$tmp_uuid
+        # (the download goes first: once the image is claimed, nothing is left)
+        remove_tree(tmp)
+        checkpoint('pull-downloads-removed')
         finish_image(rootfs, '%s:%s' % (args[0], args[1]))
         return 0
     except (ValueError, tarfile.TarError) as e:   # a bad manifest or layer (OSError: main())
@@ -1278,7 +1283,7 @@ def inside(root, name):
 # interrupted apt leaves its lock. diverges (row 41): the bash filled img_N in
 # place and removed it in place, so a kill left half an image listed.
 
-LEFTOVER_KINDS = ('init', 'commit', 'pull', 'rm')   # overlay/.KIND-PID[-ps_N]
+LEFTOVER_KINDS = ('init', 'commit', 'pull', 'rm')   # overlay/.KIND-PID[-ps_N or -UUID]
 HELD = []                                           # the flocks held until we exit
 
 
@@ -1310,14 +1315,15 @@ def sweep():
     """Remove what a killed init, pull, commit or rm left in the store: each
     overlay/.KIND-PID whose process is gone and whose lock nobody holds (a
     process of another pid namespace may share the number). A commit's
-    .commit-PID-ps_N also names the container it froze: that is thawed."""
+    .commit-PID-ps_N also names the container it froze: that is thawed; a
+    pull's .pull-PID-UUID its download directory /tmp/UUID: that goes too."""
     try:
         names = os.listdir(overlay_path)
     except OSError:
         return
     for name in names:
         kind, _, rest = name[1:].partition('-')
-        pid, _, uuid = rest.partition('-')
+        pid = rest.partition('-')[0]
         if name[:1] != '.' or kind not in LEFTOVER_KINDS or not pid.isdigit() or running(pid):
             continue
         path = '%s/%s' % (overlay_path, name)
@@ -1330,8 +1336,10 @@ def sweep():
         if fd is None:
             continue
         try:
-            if uuid:
-                thaw_after_commit(uuid)
+            if kind == 'commit':
+                thaw_after_commit(rest.partition('-')[2])
+            if kind == 'pull' and is_uuid(rest.partition('-')[2]):
+                remove_tree('/tmp/' + rest.partition('-')[2], mounts=False)
             remove_tree(path, mounts=False)
         except OSError:
             pass                               # the next command tries again
@@ -1354,6 +1362,13 @@ def wait_for(cdir, uuid):
         fd = os.open(cdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
+
+
+def is_uuid(text):
+    """Is text a uuid as uuidgen(1) writes it (8-4-4-4-12 hex digits)?"""
+    parts = text.split('-')
+    return [len(p) for p in parts] == [8, 4, 4, 4, 12] and \
+        all(c in '0123456789abcdef' for c in ''.join(parts))
 
 
 def removed(fd):

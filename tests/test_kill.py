@@ -23,10 +23,11 @@ HOOK = 'BOCKER_TEST_HOOK'
 FIRED = re.compile(r'test hook: (kill|stop) at (\d+) \((.*)\)\n')
 
 
-def hooked(box, hook, *args):
+def hooked(box, hook, *args, env=None):
     """bocker ARGS in the sandbox with the hook set (HOOK=kill:K or stop:K);
     a command killed by the hook has status -9."""
-    r = box.sb.run([BOCKER, *args], env=clean_env({HOOK: hook}), stdin=subprocess.DEVNULL,
+    r = box.sb.run([BOCKER, *args], env=clean_env(dict(env or {}, **{HOOK: hook})),
+                   stdin=subprocess.DEVNULL,
                    capture_output=True, timeout=120)
     return Result(r.stdout.decode('utf-8', 'replace'), r.stderr.decode('utf-8', 'replace'),
                   r.returncode)
