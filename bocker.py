@@ -408,7 +408,7 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
     # bash: umount "$container_path/$1"/merged && rm -rf "$container_path/$1" && ip netns del netns_"$1" && ip link del dev veth0_"$1" && echo "Removed: $1"
     # diverges (row 3): each part is removed only if it is still there (run already
     # deleted the netns and veth), so Removed: is printed.
-    if mounted(cdir + '/merged'):
+    if not os.path.islink(cdir) and mounted(cdir + '/merged'):   # never through a link
         run('umount', cdir + '/merged')
     remove_tree(cdir)
     checkpoint('rm-removed')
@@ -433,8 +433,14 @@ def cgdelete(uuid):
     for controller in cgroups.split(',')[1:] if not cgroup_v2() else ():
         run('cgdelete', '-g', '%s:/%s' % (controller, uuid), check=False, quiet=True)
     freezer = freezer_dir(uuid)                # v1: the one commit made (freeze())
-    if freezer and not cgroup_v2() and os.path.isdir(freezer):
-        os.rmdir(freezer)
+    for _ in range(100) if freezer and not cgroup_v2() else ():
+        try:
+            os.rmdir(freezer)
+            break
+        except FileNotFoundError:
+            break
+        except OSError:                        # a killed process takes a moment to leave
+            time.sleep(0.01)
 
 
 def bocker_images(*args):  #HELP List images:\nBOCKER images
@@ -857,13 +863,13 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
     if not well_formed(image) or not image.startswith('img_'):   # diverges (row 8): see well_formed
         fail("'%s' is not a valid image name: use img_ and digits" % q(image))
     merged = '%s/%s/merged' % (container_path, uuid)
+    # diverges (row 40): an rm of the container waits until the copy is made.
+    HELD.append(lock('%s/%s' % (container_path, uuid), exclusive=False))
     # diverges (row 33): a container whose root is not mounted (after a reboot, or an
     # umount by hand) is refused; the bash's cp found an empty merged/* and
     # left an empty image behind.
     if not mounted(merged):
         fail("container %s has no mounted root (%s)" % (uuid, merged))
-    # diverges (row 40): an rm of the container waits until the copy is made.
-    HELD.append(lock('%s/%s' % (container_path, uuid), exclusive=False))
     # diverges (row 17): copied under a hidden name and renamed into place, so a
     # half-made image is never listed and of two commits one wins. The name
     # says which container it froze, for the next command if we are killed.
