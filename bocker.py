@@ -1567,6 +1567,11 @@ def stop(uuid):
     nothing, so no process is left in its cgroups for cgdelete to move out
     (libcgroup moves a cgroup's processes to its parent before rmdir(2)).
     A frozen process dies only once thawed (the freezer), so thaw follows.
+    The processes inside its pid namespace go first; one outside it (the
+    unshare, an exec's nsenter) is left to reap its child and end by itself
+    while it has one: killed with it, it would leave that child's zombie to
+    init, and the namespace's pid 1 waits until every process of it has
+    been reaped (pid_namespaces(7)). After a second, all are killed.
     Then let the run (or exec) that started it finish: run deletes the
     container's veth and netns itself, so the two never race (and the trace
     does not depend on who wins). diverges (row 40): the bash killed nothing,
@@ -1575,12 +1580,16 @@ def stop(uuid):
     its cgroups."""
     import signal
     runners = set()
-    for _ in range(500):
+    ours = namespace('self', 'pid')
+    for tries in range(500):
         victims, parents = container_processes(uuid)
         if not victims:
             break
         runners |= {parents[pid] for pid in victims if parents.get(pid) not in victims}
+        waiting = set(parents.values())        # those with a child, maybe a zombie
         for victim in victims:
+            if namespace(victim, 'pid') == ours and victim in waiting and tries < 100:
+                continue
             try:
                 os.kill(victim, signal.SIGKILL)
             except ProcessLookupError:
@@ -1597,7 +1606,8 @@ def stop(uuid):
 
 
 def container_processes(uuid):
-    """Every live process of a container, and {pid: parent pid} of all: those
+    """Every live process of a container, and {pid: parent pid} of every
+    process (zombies too): those
     in its cgroups (cgroup.procs of each hierarchy: cgexec joins them one
     after another); those whose root is its merged directory (proc(5):
     /proc/PID/root); the chain a run or exec started for it, before it
@@ -1607,12 +1617,7 @@ def container_processes(uuid):
     container); and the descendants of all of them."""
     merged = '%s/%s/merged' % (container_path, uuid)
     marker = b'\0__enter__\0' + os.fsencode(merged) + b'\0'
-
-    def ns(pid, name):
-        try:
-            return os.stat('/proc/%s/ns/%s' % (pid, name)).st_ino
-        except OSError:
-            return None
+    ns = namespace
     mine = {ns('self', 'mnt')}
     try:
         mine.add(os.stat('/run/netns/netns_' + uuid).st_ino)
@@ -1622,17 +1627,17 @@ def container_processes(uuid):
         root = os.stat(merged)
     except OSError:
         root = None
-    found, parents = cgroup_procs(cgroup_dirs(uuid)), {}
+    found, parents, ended = cgroup_procs(cgroup_dirs(uuid)), {}, set()
     for pid in os.listdir('/proc'):
         if not pid.isdigit():
             continue
         try:
             with open('/proc/%s/stat' % pid) as f:
                 state, parent = f.read().rsplit(')', 1)[1].split()[:2]
-            if state == 'Z':                   # ended: nothing to kill
-                found.discard(int(pid))
-                continue
             parents[int(pid)] = int(parent)
+            if state == 'Z':                   # ended: nothing to kill
+                ended.add(int(pid))
+                continue
             with open('/proc/%s/cmdline' % pid, 'rb') as f:
                 cmdline = b'\0' + f.read()
             if marker in cmdline and (ns(pid, 'mnt') in mine or ns(pid, 'net') in mine):
@@ -1650,7 +1655,16 @@ def container_processes(uuid):
             break
         found |= more
     found.discard(os.getpid())
-    return found, parents
+    return found - ended, parents
+
+
+def namespace(pid, name):
+    """The inode of a process's namespace of a kind (proc(5): /proc/PID/ns/
+    NAME; namespaces(7)), or None if it has ended."""
+    try:
+        return os.stat('/proc/%s/ns/%s' % (pid, name)).st_ino
+    except OSError:
+        return None
 
 
 def ppid(pid):
@@ -2219,9 +2233,11 @@ EXPLAIN_STEPS = {
         'Not an image, so a container: its parts, as the kernel shows them now.',
         'proc(5), ip-netns(8), cgroups(7)', True),
     'rm-stop': ('rm', 2, 'stop it if it runs', (),
-        'bocker.py\'s own step (DIVERGENCES row 4): SIGKILL to the container\'s '
-        'unshare and its pid 1; when pid 1 of a pid namespace dies, the kernel kills '
-        'every process in it. The run that started it then deletes its veth and netns.',
+        'bocker.py\'s own step (DIVERGENCES rows 4, 40): SIGKILL to every process of '
+        'the container (in its cgroups, below its root, or still on the way there: '
+        'cgexec, ip netns exec, unshare), again until none is left; when pid 1 of a '
+        'pid namespace dies, the kernel kills every process in it. The run that '
+        'started it then deletes its veth and netns.',
         'kill(2), pid_namespaces(7)', True),
     'rm-parts': ('rm', 3, 'unmount and remove', (
         'umount "$container_path/$1"/merged',),
