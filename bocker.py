@@ -1567,11 +1567,12 @@ def stop(uuid):
     nothing, so no process is left in its cgroups for cgdelete to move out
     (libcgroup moves a cgroup's processes to its parent before rmdir(2)).
     A frozen process dies only once thawed (the freezer), so thaw follows.
-    The processes inside its pid namespace go first; one outside it (the
-    unshare, an exec's nsenter) is left to reap its child and end by itself
-    while it has one: killed with it, it would leave that child's zombie to
-    init, and the namespace's pid 1 waits until every process of it has
-    been reaped (pid_namespaces(7)). After a second, all are killed.
+    An exec's nsenter, outside the container's pid namespace with a child
+    in it, is left to reap that child and end by itself: killed with it, it
+    would leave the child's zombie to init, and the namespace's pid 1 waits
+    until every process of it has been reaped (pid_namespaces(7)); after a
+    second it is killed too. The unshare above pid 1 is killed with it, so
+    it reports nothing.
     Then let the run (or exec) that started it finish: run deletes the
     container's veth and netns itself, so the two never race (and the trace
     does not depend on who wins). diverges (row 40): the bash killed nothing,
@@ -1580,15 +1581,19 @@ def stop(uuid):
     its cgroups."""
     import signal
     runners = set()
-    ours = namespace('self', 'pid')
+    depth = len(nspid('self'))
     for tries in range(500):
         victims, parents = container_processes(uuid)
         if not victims:
             break
         runners |= {parents[pid] for pid in victims if parents.get(pid) not in victims}
-        waiting = set(parents.values())        # those with a child, maybe a zombie
+        # NSpid: a process's pid in each pid namespace it is in, ours first
+        # (proc(5)); a longer list is a process of a namespace below ours.
+        reaping = {parents[child] for child in parents if parents[child] in victims and
+                   len(nspid(parents[child])) == depth and
+                   len(nspid(child)) > depth and nspid(child)[-1] != '1'}
         for victim in victims:
-            if namespace(victim, 'pid') == ours and victim in waiting and tries < 100:
+            if victim in reaping and tries < 100:
                 continue
             try:
                 os.kill(victim, signal.SIGKILL)
@@ -1665,6 +1670,16 @@ def namespace(pid, name):
         return os.stat('/proc/%s/ns/%s' % (pid, name)).st_ino
     except OSError:
         return None
+
+
+def nspid(pid):
+    """A process's pid in each pid namespace it is in, from ours down
+    (proc(5): NSpid in /proc/PID/status; a zombie's too), or []."""
+    try:
+        with open('/proc/%s/status' % pid) as f:
+            return [l.split()[1:] for l in f if l.startswith('NSpid:')][0]
+    except (OSError, IndexError):
+        return []
 
 
 def ppid(pid):
