@@ -1572,7 +1572,9 @@ def stop(uuid):
     would leave the child's zombie to init, and the namespace's pid 1 waits
     until every process of it has been reaped (pid_namespaces(7)); after a
     second it is killed too. The unshare above pid 1 is killed with it, so
-    it reports nothing.
+    it reports nothing. Parents go before their children: a process with a
+    SIGKILL pending never runs again, so no shell sees its child killed and
+    goes on to its next command (signal(7)).
     Then let the run (or exec) that started it finish: run deletes the
     container's veth and netns itself, so the two never race (and the trace
     does not depend on who wins). diverges (row 40): the bash killed nothing,
@@ -1592,7 +1594,7 @@ def stop(uuid):
         reaping = {parents[child] for child in parents if parents[child] in victims and
                    len(nspid(parents[child])) == depth and
                    len(nspid(child)) > depth and nspid(child)[-1] != '1'}
-        for victim in victims:
+        for victim in sorted(victims, key=lambda pid: ancestry(pid, parents, victims)):
             if victim in reaping and tries < 100:
                 continue
             try:
@@ -1661,6 +1663,14 @@ def container_processes(uuid):
         found |= more
     found.discard(os.getpid())
     return found - ended, parents
+
+
+def ancestry(pid, parents, among):
+    """How many of pid's ancestors are among these processes."""
+    count = 0
+    while parents.get(pid) in among and count < len(among):
+        pid, count = parents[pid], count + 1
+    return count
 
 
 def namespace(pid, name):
