@@ -1341,11 +1341,12 @@ def sweep():
             continue
         if fd is None:
             continue
+        suffix = rest.partition('-')[2]
         try:
-            if kind == 'commit':
-                thaw_after_commit(rest.partition('-')[2])
-            if kind == 'pull' and is_uuid(rest.partition('-')[2]):
-                remove_tree('/tmp/' + rest.partition('-')[2], mounts=False)
+            if kind == 'commit' and suffix.startswith('ps_') and well_formed(suffix):
+                thaw_after_commit(suffix)
+            if kind == 'pull' and is_uuid(suffix) and not mounted_inside('/tmp/' + suffix):
+                remove_tree('/tmp/' + suffix, mounts=False)
             remove_tree(path, mounts=False)
         except OSError:
             pass                               # the next command tries again
