@@ -84,8 +84,9 @@ def remove_everything(box, known=(), whole=True):
 def kill_at_every_step(box, argv, prepare=lambda: None, known=lambda _made: (), whole=True,
                        check=lambda _made: None):
     """Run `bocker ARGV` (ARGV: a function of what prepare() made) killed at
-    its 1st, 2nd, ... checkpoint until it completes; after each kill, check
-    (step) and remove_everything. Returns the steps killed at, in order."""
+    its 1st, 2nd, ... checkpoint until it completes; after each kill,
+    check(made) (what is listed is whole) and remove_everything (nothing
+    left). Returns the steps killed at, in order."""
     steps = []
     for k in itertools.count(1):
         made = prepare()
