@@ -307,7 +307,7 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
     # holds the image's files only (the bash left manifest.json and each
     # layer's VERSION and json in it); that directory is already in the store,
     # so the image needs no second copy; and both go on failure too.
-    # diverges (row 41): it is made first, named after the download's directory,
+    # diverges (row 47): it is made first, named after the download's directory,
     # so after a kill the next command removes both (sweep()).
     rootfs = '%s/.pull-%d-%s' % (overlay_path, os.getpid(), tmp_uuid)
     try:
@@ -360,7 +360,7 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
     # removed "$overlay_path/$1", whatever $1 was).
     if bocker_check(uuid) == '':
         fail("No image or container named '%s' exists" % q(uuid))
-    # diverges (row 42): every name `images` or `ps` can show is taken, and a
+    # diverges (row 48): every name `images` or `ps` can show is taken, and a
     # container whose directory a killed rm removed, by what remains of it.
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
     if bocker_check(uuid) == '3' and not listed(uuid) and not container_remains(uuid):
@@ -371,7 +371,7 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
     # bash: if [[ -d "$overlay_path/$1" ]];then
     if uuid[:3] == 'img':
         # bash: rm -rf "$overlay_path/$1" && echo "Removed: $1"
-        # diverges (row 41): renamed out of the listing first, then removed: a kill
+        # diverges (row 47): renamed out of the listing first, then removed: a kill
         # leaves a hidden .rm-PID that the next command removes, never half an
         # image listed.
         path = '%s/%s' % (overlay_path, uuid)
@@ -394,7 +394,7 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
     need_modules('plumbum')
     cdir = '%s/%s' % (container_path, uuid)
     explain('rm-found', uuid)
-    # diverges (row 40): its lock first: a run still making it (or a commit
+    # diverges (row 46): its lock first: a run still making it (or a commit
     # copying it) ends that before rm goes on; a run then sees its container
     # removed under it.
     if os.path.isdir(cdir) and not os.path.islink(cdir):
@@ -517,7 +517,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     sweep()
     signals = Signals()                         # from here a signal ends run cleanly
     uuid = new_container()
-    starting(uuid)                              # diverges (row 40): see starting()
+    starting(uuid)                              # diverges (row 46): see starting()
     # (ip and mac: address(), in setup())
     # bash: cmd="${@:2}" && ip="$(echo "${uuid: -3}" | sed 's/0//g')" && mac="${uuid: -3:1}:${uuid: -2}"
     cmd = ' '.join(args[1:])
@@ -538,7 +538,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
         # bash: ip netns del netns_"$uuid"
         delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', 'netns_' + uuid)
         explain('cleanup', uuid)
-    if removed(STARTING[uuid]):                # diverges (row 40): rm stopped it
+    if removed(STARTING[uuid]):                # diverges (row 46): rm stopped it
         fail('container %s was removed while it ran' % uuid, 137)
     return code
 
@@ -863,7 +863,7 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
     if not well_formed(image) or not image.startswith('img_'):   # diverges (row 8): see well_formed
         fail("'%s' is not a valid image name: use img_ and digits" % q(image))
     merged = '%s/%s/merged' % (container_path, uuid)
-    # diverges (row 40): an rm of the container waits until the copy is made.
+    # diverges (row 46): an rm of the container waits until the copy is made.
     HELD.append(lock('%s/%s' % (container_path, uuid), exclusive=False))
     # diverges (row 33): a container whose root is not mounted (after a reboot, or an
     # umount by hand) is refused; the bash's cp found an empty merged/* and
@@ -1286,7 +1286,7 @@ def inside(root, name):
 # terminal). Each orders its steps so that what a kill leaves is either whole
 # and listed (rm takes it away), or a hidden directory overlay/.KIND-PID of a
 # dead process, which the next command that touches the store removes, as an
-# interrupted apt leaves its lock. diverges (row 41): the bash filled img_N in
+# interrupted apt leaves its lock. diverges (row 47): the bash filled img_N in
 # place and removed it in place, so a kill left half an image listed.
 
 LEFTOVER_KINDS = ('init', 'commit', 'pull', 'rm')   # overlay/.KIND-PID[-ps_N or -UUID]
@@ -1395,7 +1395,7 @@ def removed(fd):
 def container_remains(uuid):
     """Is anything of container uuid still there without its directory: a
     cgroup, its netns, its veth, its root's mount (a kill of rm between
-    removing the directory and cgdelete)? diverges (row 42)."""
+    removing the directory and cgdelete)? diverges (row 48)."""
     return well_formed(uuid) and uuid.startswith('ps_') and bool(
         [d for d in cgroup_dirs(uuid) if os.path.isdir(d)] or netns_exists(uuid) or
         link_exists('veth0_' + uuid) or mounted('%s/%s/merged' % (container_path, uuid)))
@@ -1417,7 +1417,7 @@ def listed(name):
 # Documentation/admin-guide/cgroup-v1/freezer-subsystem.rst; v2: cgroup.freeze
 # in cgroup-v2.rst). commit freezes a running container while it copies, as
 # `docker commit` pauses it, so the image is one moment of its files.
-# diverges (row 43): the bash copied a running container's files as they changed.
+# diverges (row 49): the bash copied a running container's files as they changed.
 
 def freezer_dir(uuid):
     """The cgroup that freezes container uuid: on v2 its own; on v1 ps_N in
@@ -1486,7 +1486,7 @@ def thaw_after_commit(uuid):
 def frozen(uuid, copy):
     """Run copy() with the container frozen (freeze()), if any process of it
     runs; one commit at a time freezes it (the lock on its lower directory,
-    which no container sees). diverges (row 43): where it cannot be frozen (a
+    which no container sees). diverges (row 49): where it cannot be frozen (a
     cgroup v1 host without the freezer hierarchy mounted) the copy is taken
     from the running container, as the bash took it."""
     lower = '%s/%s/lower' % (container_path, uuid)
@@ -1578,7 +1578,7 @@ def stop(uuid):
     goes on to its next command (signal(7)).
     Then let the run (or exec) that started it finish: run deletes the
     container's veth and netns itself, so the two never race (and the trace
-    does not depend on who wins). diverges (row 40): the bash killed nothing,
+    does not depend on who wins). diverges (row 46): the bash killed nothing,
     and an earlier bocker.py only pid 1 and its unshare, found once the
     container had entered its root, so a starting container ran on outside
     its cgroups."""
@@ -2259,7 +2259,7 @@ EXPLAIN_STEPS = {
         'Not an image, so a container: its parts, as the kernel shows them now.',
         'proc(5), ip-netns(8), cgroups(7)', True),
     'rm-stop': ('rm', 2, 'stop it if it runs', (),
-        'bocker.py\'s own step (DIVERGENCES rows 4, 40): SIGKILL to every process of '
+        'bocker.py\'s own step (DIVERGENCES rows 4, 46): SIGKILL to every process of '
         'the container (in its cgroups, below its root, or still on the way there: '
         'cgexec, ip netns exec, unshare), again until none is left; when pid 1 of a '
         'pid namespace dies, the kernel kills every process in it. The run that '
