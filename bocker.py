@@ -108,6 +108,7 @@ def spawn(argv, shown=None):
     no descriptor of the caller reaches a container, where an open directory
     of the host would lead out of its root (fchdir(2)); the bash passed every
     one on."""
+    checkpoint(os.path.basename(argv[0]))
     for line in [argv] if shown is None else shown:
         trace(line)
     local = plumbum_local()
@@ -221,6 +222,7 @@ def bocker_init(*args):  #HELP Create an image from a directory:\nBOCKER init <d
     # bash: [[ "$(bocker_check "$uuid")" == 0 ]] && bocker_run "$@"
     # (on a clash claim() takes another id)
     need_store(overlay_path)
+    sweep()
     # diverges (row 15): the store, or a directory that holds it, is refused
     real = os.path.realpath(src)
     store = os.path.dirname(overlay_path)
@@ -231,12 +233,15 @@ def bocker_init(*args):  #HELP Create an image from a directory:\nBOCKER init <d
         fail("'%s' is empty: nothing to make an image of" % q(src))
     # diverges (row 17): build the image under a hidden name, then rename it into place,
     # so no half-copied image is ever listed and two inits never share an id.
+    # A kill leaves the hidden directory to the next command (sweep()).
     tmp = '%s/.init-%d' % (overlay_path, os.getpid())
     try:
         # bash: mkdir "$overlay_path/$uuid" > /dev/null
-        os.mkdir(tmp)
+        hidden('init')
+        checkpoint('init-mkdir')
         # bash: cp -rf --reflink=auto "$1"/* "$overlay_path/$uuid" > /dev/null
         copy_tree(src, tmp)
+        checkpoint('init-copied')
         finish_image(tmp, src)
     except OSError:
         remove_tree(tmp)                       # nothing half-made; main() says why
@@ -252,10 +257,13 @@ def finish_image(tmp, src):
     # bash: [[ ! -f "$overlay_path/$uuid"/img.source ]] && echo "$1" > "$overlay_path/$uuid"/img.source
     if not os.path.isfile(tmp + '/img.source'):
         write(tmp + '/img.source', src)
+    checkpoint('image-source')
     # bash: [[ ! -d "$overlay_path/$uuid"/proc ]] && mkdir "$overlay_path/$uuid"/proc
     if not os.path.isdir(tmp + '/proc'):
         os.mkdir(tmp + '/proc')
+    checkpoint('image-proc')
     uuid = claim(tmp, overlay_path, 'img_')
+    checkpoint('image-claimed')
     # bash: echo "Created: $uuid"
     say('Created: %s' % uuid)
 
@@ -291,27 +299,31 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
     import uuid as uuidlib
     import jq
     need_store(overlay_path)
+    sweep()
     # bash: tmp_uuid="$(uuidgen)" && mkdir /tmp/"$tmp_uuid"
     tmp_uuid = str(uuidlib.uuid4())
     tmp = '/tmp/' + tmp_uuid
-    os.mkdir(tmp, 0o700)
     # diverges (row 26): the layers unpack into a directory of their own, so the image
     # holds the image's files only (the bash left manifest.json and each
     # layer's VERSION and json in it); that directory is already in the store,
     # so the image needs no second copy; and both go on failure too.
-    rootfs = '%s/.pull-%s' % (overlay_path, tmp_uuid)
+    # diverges (row 47): it is made first, named after the download's directory,
+    # so after a kill the next command removes both (sweep()).
+    rootfs = '%s/.pull-%d-%s' % (overlay_path, os.getpid(), tmp_uuid)
     try:
+        hidden('pull', '-' + tmp_uuid)
+        os.mkdir(tmp, 0o700)
         # bash: download-frozen-image-v2 /tmp/"$tmp_uuid" "$1:$2" > /dev/null
         run(download_frozen_image(), tmp, '%s:%s' % (args[0], args[1]), stdout=subprocess.DEVNULL)
         # bash: rm -rf /tmp/"$tmp_uuid"/repositories
         remove_tree(tmp + '/repositories')
         with open(tmp + '/manifest.json') as f:
             manifest = f.read()
-        os.mkdir(rootfs)
         # bash: for tar in $(jq '.[].Layers[]' --raw-output < /tmp/$tmp_uuid/manifest.json); do
         for tar in jq.compile('.[].Layers[]').input_text(manifest).all():
             # bash: tar xf /tmp/$tmp_uuid/$tar -C /tmp/$tmp_uuid && rm -rf /tmp/$tmp_uuid/$tar
             unpack('%s/%s' % (tmp, tar), rootfs)
+            checkpoint('pull-unpacked')
             remove_tree('%s/%s' % (tmp, tar))
         # bash: for config in $(jq '.[].Config' --raw-output < /tmp/$tmp_uuid/manifest.json); do
         for config in jq.compile('.[].Config').input_text(manifest).all():
@@ -320,6 +332,9 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
         # bash: echo "$1:$2" > /tmp/$tmp_uuid/img.source
         write(rootfs + '/img.source', '%s:%s' % (args[0], args[1]))
         # bash: bocker_init /tmp/$tmp_uuid && rm -rf /tmp/$tmp_uuid
+        # (the download goes first: once the image is claimed, nothing is left)
+        remove_tree(tmp)
+        checkpoint('pull-downloads-removed')
         finish_image(rootfs, '%s:%s' % (args[0], args[1]))
         return 0
     except (ValueError, tarfile.TarError) as e:   # a bad manifest or layer (OSError: main())
@@ -340,42 +355,70 @@ def download_frozen_image():
 def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id or container_id>
     need(args, 1, 'bocker_rm')
     uuid = args[0]
+    sweep()
     # diverges (row 6): a name that is neither img_ nor ps_ is refused (the bash
     # removed "$overlay_path/$1", whatever $1 was).
     if bocker_check(uuid) == '':
         fail("No image or container named '%s' exists" % q(uuid))
+    # diverges (row 48): every name `images` or `ps` can show is taken, and a
+    # container whose directory a killed rm removed, by what remains of it.
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
-    if bocker_check(uuid) == '3':
+    if bocker_check(uuid) == '3' and not listed(uuid) and not container_remains(uuid):
         refuse("No container named '%s' exists", uuid)
     # bash: [[ "$(bocker_check "$1")" == 1 ]] && echo "No image named '$1' exists" && exit 1
-    if bocker_check(uuid) == '1':
+    if bocker_check(uuid) == '1' and not listed(uuid):
         refuse("No image named '%s' exists", uuid)
     # bash: if [[ -d "$overlay_path/$1" ]];then
-    if os.path.isdir('%s/%s' % (overlay_path, uuid)):
+    if uuid[:3] == 'img':
         # bash: rm -rf "$overlay_path/$1" && echo "Removed: $1"
-        remove_tree('%s/%s' % (overlay_path, uuid))
+        # diverges (row 47): renamed out of the listing first, then removed: a kill
+        # leaves a hidden .rm-PID that the next command removes, never half an
+        # image listed.
+        path = '%s/%s' % (overlay_path, uuid)
+        if mounted_inside(path):
+            fail('%s still has something mounted inside; not removing it' % path)
+        doomed = '%s/.rm-%d' % (overlay_path, os.getpid())
+        if os.path.isdir(path) and not os.path.islink(path):
+            HELD.append(lock(path))            # it goes with the name: sweep() leaves it
+        try:
+            os.rename(path, doomed)
+        except FileNotFoundError:              # another rm took it first
+            refuse("No image named '%s' exists", uuid)
+        checkpoint('rm-renamed')
+        remove_tree(doomed, mounts=False)
+        checkpoint('rm-removed')
         say('Removed: %s' % uuid)
         explain('rm-image', uuid)
         return 0
     # bash: else
     need_modules('plumbum')
+    cdir = '%s/%s' % (container_path, uuid)
     explain('rm-found', uuid)
-    # diverges (row 4): a running container is stopped first. Killing pid 1 of its
-    # pid namespace kills every process in it (pid_namespaces(7)).
+    # diverges (row 46): its lock first: a run still making it (or a commit
+    # copying it) ends that before rm goes on; a run then sees its container
+    # removed under it.
+    if os.path.isdir(cdir) and not os.path.islink(cdir):
+        HELD.append(wait_for(cdir, uuid))
+    checkpoint('rm-locked')
+    # diverges (row 4): a running container is stopped first: every process of it,
+    # also one still starting (stop()).
     stop(uuid)
     explain('rm-stop', uuid)
+    checkpoint('rm-stopped')
     # bash: umount "$container_path/$1"/merged && rm -rf "$container_path/$1" && ip netns del netns_"$1" && ip link del dev veth0_"$1" && echo "Removed: $1"
     # diverges (row 3): each part is removed only if it is still there (run already
     # deleted the netns and veth), so Removed: is printed.
-    if mounted('%s/%s/merged' % (container_path, uuid)):
-        run('umount', '%s/%s/merged' % (container_path, uuid))
-    remove_tree('%s/%s' % (container_path, uuid))
+    if not os.path.islink(cdir) and mounted(cdir + '/merged'):   # never through a link
+        run('umount', cdir + '/merged')
+    remove_tree(cdir)
+    checkpoint('rm-removed')
     if netns_exists(uuid):
         delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', 'netns_' + uuid)
         gone('veth0_' + uuid)                  # its peer went with the netns
     delete(lambda: link_exists('veth0_' + uuid), 'ip', 'link', 'del', 'dev', 'veth0_' + uuid)
     say('Removed: %s' % uuid)
     explain('rm-parts', uuid)
+    checkpoint('rm-said')
     # bash: cgdelete -g "$cgroups:/$1" &> /dev/null
     cgdelete(uuid)
     explain('rm-cgroups', uuid)
@@ -391,9 +434,19 @@ def cgdelete(uuid):
         run('cgdelete', '-g', '%s:/%s' % (controller, uuid), check=False, quiet=True)
     if pids_hierarchy() == 'v1':               # diverges (row 42): its pids cgroup
         run('cgdelete', '-g', 'pids:/' + uuid, check=False, quiet=True)
+    freezer = freezer_dir(uuid)                # v1: the one commit made (freeze())
+    for _ in range(100) if freezer and not cgroup_v2() else ():
+        try:
+            os.rmdir(freezer)
+            break
+        except FileNotFoundError:
+            break
+        except OSError:                        # a killed process takes a moment to leave
+            time.sleep(0.01)
 
 
 def bocker_images(*args):  #HELP List images:\nBOCKER images
+    sweep()
     # bash: echo -e "IMAGE_ID\t\tSOURCE"
     say('IMAGE_ID\t\tSOURCE')
     # bash: for img in "$overlay_path"/img_*; do
@@ -427,6 +480,7 @@ def read_or_warn(path):
 
 
 def bocker_ps(*args):  #HELP List containers:\nBOCKER ps
+    sweep()
     # bash: echo -e "CONTAINER_ID\t\tCOMMAND"
     say('CONTAINER_ID\t\tCOMMAND')
     # bash: for ps in "$container_path"/ps_*; do
@@ -467,8 +521,10 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     pids_limit = number('PIDS_LIMIT', '2048')
     if pids_limit < 1:
         fail('BOCKER_PIDS_LIMIT must be 1 or more, not %r' % option('PIDS_LIMIT'))
+    sweep()
     signals = Signals()                         # from here a signal ends run cleanly
     uuid = new_container()
+    starting(uuid)                              # diverges (row 46): see starting()
     # (ip and mac: address(), in setup())
     # bash: cmd="${@:2}" && ip="$(echo "${uuid: -3}" | sed 's/0//g')" && mac="${uuid: -3:1}:${uuid: -2}"
     cmd = ' '.join(args[1:])
@@ -489,7 +545,31 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
         # bash: ip netns del netns_"$uuid"
         delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', 'netns_' + uuid)
         explain('cleanup', uuid)
+    if removed(STARTING[uuid]):                # diverges (row 46): rm stopped it
+        fail('container %s was removed while it ran' % uuid, 137)
     return code
+
+
+STARTING = {}                                   # uuid: its directory, open (starting())
+
+
+def starting(uuid):
+    """A new container's directory, locked (shared) until its command has
+    started (started()): an rm waits until then, so it finds every process
+    the run started (stop()); an rm that took the lock first has removed it."""
+    try:
+        fd = lock('%s/%s' % (container_path, uuid), exclusive=False)
+    except FileNotFoundError:
+        fd = None
+    if fd is None or os.fstat(fd).st_nlink == 0:
+        fail('container %s was removed while it started' % uuid, 137)
+    STARTING[uuid] = fd
+
+
+def started(uuid):
+    """The container's command has started: an rm may go on (starting())."""
+    import fcntl
+    fcntl.flock(STARTING[uuid], fcntl.LOCK_UN)
 
 
 def netns_exists(uuid):
@@ -692,6 +772,7 @@ def execute(image, uuid, cmd, signals):
         proc = spawn(argv, shown=[argv, ['tee', logged]]).popen(
             stdin=None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         chain.append(proc)
+        started(uuid)
         explain('watch', uuid, proc)
         # bash: 2>&1 | tee "$container_path/$uuid/$uuid.log" || true
         tee(proc, log, signals)
@@ -801,6 +882,7 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
     import re
     need(args, 2, 'bocker_commit')
     uuid, image = args[0], args[1]
+    sweep()
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
     need_container(uuid)                       # diverges (row 7): nor is img_N, or foo
     # bash: [[ "$(bocker_check "$2")" == 0 ]] && echo "Image named '$2' exists" && exit 1
@@ -809,18 +891,23 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
     if not well_formed(image) or not image.startswith('img_'):   # diverges (row 8): see well_formed
         fail("'%s' is not a valid image name: use img_ and digits" % q(image))
     merged = '%s/%s/merged' % (container_path, uuid)
+    # diverges (row 46): an rm of the container waits until the copy is made.
+    HELD.append(lock('%s/%s' % (container_path, uuid), exclusive=False))
     # diverges (row 33): a container whose root is not mounted (after a reboot, or an
     # umount by hand) is refused; the bash's cp found an empty merged/* and
     # left an empty image behind.
     if not mounted(merged):
         fail("container %s has no mounted root (%s)" % (uuid, merged))
     # diverges (row 17): copied under a hidden name and renamed into place, so a
-    # half-made image is never listed and of two commits one wins.
-    tmp = '%s/.commit-%d' % (overlay_path, os.getpid())
+    # half-made image is never listed and of two commits one wins. The name
+    # says which container it froze, for the next command if we are killed.
+    tmp = '%s/.commit-%d-%s' % (overlay_path, os.getpid(), uuid)
     try:
         # bash: mkdir "$overlay_path/$2" && cp -rf --reflink=auto "$container_path/$1"/merged/* "$overlay_path/$2" && sed -i "s/:.*$/:$(date +%Y%m%d-%H%M%S)/g" "$overlay_path/$2"/img.source
-        os.mkdir(tmp)
-        copy_tree(merged, tmp)
+        hidden('commit', '-' + uuid)
+        checkpoint('commit-mkdir')
+        frozen(uuid, lambda: copy_tree(merged, tmp))
+        checkpoint('commit-copied')
         # /dev and /sys are the container's own (enter()); an empty one here is
         # the mount point run gave it, not a part of the image.
         for point in MOUNT_POINTS:
@@ -837,7 +924,9 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
         elif os.path.isfile(source):
             lines = read(source).split('\n')
             write(source, '\n'.join(re.sub(r':.*$', ':' + stamp, l) for l in lines))
+        checkpoint('commit-source')
         os.rename(tmp, '%s/%s' % (overlay_path, image))
+        checkpoint('commit-renamed')
     except OSError:
         remove_tree(tmp)                       # nothing half-made; main() says why
         if os.path.isdir('%s/%s' % (overlay_path, image)):
@@ -1093,14 +1182,18 @@ def copy_file(s, d, st, new):
 def remove_tree(path, mounts=True):
     """bash: rm -rf "$path", never following a symlink, never into a mount."""
     import shutil
-    if mounts:
-        inside = os.path.realpath(path) + '/'
-        if any(point.startswith(inside) for point in mount_points()):
-            fail('%s still has something mounted inside; not removing it' % path)
+    if mounts and mounted_inside(path):
+        fail('%s still has something mounted inside; not removing it' % path)
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
     elif os.path.lexists(path):
         os.unlink(path)
+
+
+def mounted_inside(path):
+    """Is anything mounted below path?"""
+    inside = os.path.realpath(path) + '/'
+    return any(point.startswith(inside) for point in mount_points())
 
 
 def write_inside(root, rel, text):
@@ -1219,6 +1312,255 @@ def inside(root, name):
     return os.path.join(root, *done)
 
 
+# --- Surviving a kill: leftovers, locks, the freezer, the test hook ----------------
+# Any command may be killed at any instant (kill -9, the OOM killer, a closed
+# terminal). Each orders its steps so that what a kill leaves is either whole
+# and listed (rm takes it away), or a hidden directory overlay/.KIND-PID of a
+# dead process, which the next command that touches the store removes, as an
+# interrupted apt leaves its lock. diverges (row 47): the bash filled img_N in
+# place and removed it in place, so a kill left half an image listed.
+
+LEFTOVER_KINDS = ('init', 'commit', 'pull', 'rm')   # overlay/.KIND-PID[-ps_N or -UUID]
+HELD = []                                           # the flocks held until we exit
+
+
+def hidden(kind, suffix=''):
+    """Make overlay/.KIND-PID[-SUFFIX], a directory no listing shows, locked
+    (flock(2)) for as long as this process lives."""
+    path = '%s/.%s-%d%s' % (overlay_path, kind, os.getpid(), suffix)
+    os.mkdir(path)
+    HELD.append(lock(path))
+    return path
+
+
+def lock(path, exclusive=True, wait=True):
+    """flock(2) a directory: a descriptor holding the lock, or None (wait=False
+    and another process holds it). The kernel drops a flock when its last
+    descriptor closes, so a killed process leaves no stale lock."""
+    import fcntl
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) |
+                    (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def sweep():
+    """Remove what a killed init, pull, commit or rm left in the store: each
+    overlay/.KIND-PID whose process is gone and whose lock nobody holds (a
+    process of another pid namespace may share the number). A commit's
+    .commit-PID-ps_N also names the container it froze: that is thawed; a
+    pull's .pull-PID-UUID its download directory /tmp/UUID: that goes too."""
+    try:
+        names = os.listdir(overlay_path)
+    except OSError:
+        return
+    for name in names:
+        kind, _, rest = name[1:].partition('-')
+        pid = rest.partition('-')[0]
+        if name[:1] != '.' or kind not in LEFTOVER_KINDS or not pid.isdigit() or running(pid):
+            continue
+        path = '%s/%s' % (overlay_path, name)
+        if mounted_inside(path):
+            continue                           # never into a mount: a hand must look
+        try:
+            fd = lock(path, wait=False)
+        except OSError:                        # another sweep took it
+            continue
+        if fd is None:
+            continue
+        suffix = rest.partition('-')[2]
+        try:
+            if kind == 'commit' and suffix.startswith('ps_') and well_formed(suffix):
+                thaw_after_commit(suffix)
+            if kind == 'pull' and is_uuid(suffix) and not mounted_inside('/tmp/' + suffix):
+                remove_tree('/tmp/' + suffix, mounts=False)
+            remove_tree(path, mounts=False)
+        except OSError:
+            pass                               # the next command tries again
+        finally:
+            os.close(fd)
+
+
+def wait_for(cdir, uuid):
+    """rm's lock on a container's directory (flock(2), exclusive): at once, or
+    once the run starting it has started its command (or a commit has copied
+    it), saying on stderr what it waits for (a run stopped by ctrl-Z waits
+    for its user)."""
+    import fcntl
+    fd = lock(cdir, wait=False)
+    if fd is None:
+        flush()
+        sys.stderr.write('%s: %s is being started or committed: waiting for that to end\n'
+                         % (os.path.basename(PROG), uuid))
+        sys.stderr.flush()
+        fd = os.open(cdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def is_uuid(text):
+    """Is text a uuid as uuidgen(1) writes it (8-4-4-4-12 hex digits)?"""
+    parts = text.split('-')
+    return [len(p) for p in parts] == [8, 4, 4, 4, 12] and \
+        all(c in '0123456789abcdef' for c in ''.join(parts))
+
+
+def removed(fd):
+    """Has the directory open at fd been removed (rmdir(2) leaves it no
+    links), or is an rm removing it now (it holds the directory's lock)?"""
+    import fcntl
+    if os.fstat(fd).st_nlink == 0:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
+def container_remains(uuid):
+    """Is anything of container uuid still there without its directory: a
+    cgroup, its netns, its veth, its root's mount (a kill of rm between
+    removing the directory and cgdelete)? diverges (row 48)."""
+    return well_formed(uuid) and uuid.startswith('ps_') and bool(
+        [d for d in cgroup_dirs(uuid) if os.path.isdir(d)] or netns_exists(uuid) or
+        link_exists('veth0_' + uuid) or mounted('%s/%s/merged' % (container_path, uuid)))
+
+
+def listed(name):
+    """Could `images` or `ps` show this name? Every entry img_* of the
+    image store and ps_* of the container store, however it was made:
+    rm takes each one away. A name with a / is never an entry."""
+    if '/' in name:
+        return False
+    if name.startswith('img_'):
+        return name in listing(overlay_path, 'img_')
+    return name.startswith('ps_') and name in listing(container_path, 'ps_')
+
+
+# The cgroup freezer stops every process of a cgroup where it stands, and
+# starts them again (cgroup v1: the freezer controller, freezer.state, kernel
+# Documentation/admin-guide/cgroup-v1/freezer-subsystem.rst; v2: cgroup.freeze
+# in cgroup-v2.rst). commit freezes a running container while it copies, as
+# `docker commit` pauses it, so the image is one moment of its files.
+# diverges (row 49): the bash copied a running container's files as they changed.
+
+def freezer_dir(uuid):
+    """The cgroup that freezes container uuid: on v2 its own; on v1 ps_N in
+    the freezer hierarchy, if one is mounted (None if not)."""
+    found = cgroup_hierarchies()
+    if cgroup_v2():
+        return found[''][0] + '/' + uuid
+    return found['freezer'][0] + '/' + uuid if 'freezer' in found else None
+
+
+def freeze(uuid):
+    """Freeze container uuid; False if it cannot be frozen here. On v1 its
+    processes are moved into its freezer cgroup first, again until none is
+    left outside (a process moved into a frozen cgroup is frozen, one still
+    outside may fork)."""
+    path = freezer_dir(uuid)
+    if path is None:
+        return False
+    v2 = cgroup_v2()
+    if not v2:
+        os.makedirs(path, exist_ok=True)
+    for _ in range(500):
+        inside = cgroup_procs([path])
+        outside = cgroup_procs(cgroup_dirs(uuid)) - inside
+        with open(path + ('/cgroup.events' if v2 else '/freezer.state')) as f:
+            state = f.read()
+        if not outside and ('frozen 1' in state if v2 else state.strip() == 'FROZEN'):
+            return True
+        for pid in () if v2 else outside:
+            try:
+                with open(path + '/cgroup.procs', 'w') as f:
+                    f.write(str(pid))
+            except OSError:                    # it ended meanwhile
+                pass
+        with open(path + ('/cgroup.freeze' if v2 else '/freezer.state'), 'w') as f:
+            f.write('1' if v2 else 'FROZEN')
+        time.sleep(0.01)
+    thaw(uuid)
+    return False
+
+
+def thaw(uuid):
+    """Let a frozen container run again (and a frozen process die of the
+    SIGKILL it was sent)."""
+    path = freezer_dir(uuid)
+    knob = '/cgroup.freeze' if cgroup_v2() else '/freezer.state'
+    if path is not None and os.path.exists(path + knob):
+        with open(path + knob, 'w') as f:
+            f.write('0' if cgroup_v2() else 'THAWED')
+
+
+def thaw_after_commit(uuid):
+    """A killed commit left container uuid frozen: thaw it, unless another
+    commit is freezing it now (it holds the lock on its lower directory)."""
+    lower = '%s/%s/lower' % (container_path, uuid)
+    fd = lock(lower, wait=False) if os.path.isdir(lower) else -1
+    if fd is None:
+        return
+    try:
+        thaw(uuid)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def frozen(uuid, copy):
+    """Run copy() with the container frozen (freeze()), if any process of it
+    runs; one commit at a time freezes it (the lock on its lower directory,
+    which no container sees). diverges (row 49): where it cannot be frozen (a
+    cgroup v1 host without the freezer hierarchy mounted) the copy is taken
+    from the running container, as the bash took it."""
+    lower = '%s/%s/lower' % (container_path, uuid)
+    fd = lock(lower) if os.path.isdir(lower) else None
+    try:
+        if not cgroup_procs(cgroup_dirs(uuid)):
+            return copy()                      # nothing runs: nothing to freeze
+        froze = freeze(uuid)
+        checkpoint('commit-frozen')
+        try:
+            return copy()
+        finally:
+            if froze:
+                thaw(uuid)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def checkpoint(name):
+    """A test hook, not for users: with BOCKER_TEST_HOOK=kill:K (or stop:K),
+    bocker kills (stops) itself at the K-th checkpoint it passes: before each
+    system command (spawn()), and between the steps of init, pull, commit and
+    rm that run none. tests/test_kill.py counts K up until the command runs
+    to its end, so each command is killed between each pair of its steps."""
+    global CHECKPOINTS
+    hook = os.environ.get('BOCKER_TEST_HOOK')
+    if not hook:
+        return
+    import signal
+    CHECKPOINTS += 1
+    how, _, at = hook.partition(':')
+    if at == str(CHECKPOINTS):
+        flush()
+        sys.stderr.write('%s: test hook: %s at %d (%s)\n' % (
+            os.path.basename(PROG), how, CHECKPOINTS, name))
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGSTOP if how == 'stop' else signal.SIGKILL)
+
+
+CHECKPOINTS = 0
+
+
 # --- Finding and stopping processes: a container's pid 1, rm's stop, signals ------
 
 def container_pid(uuid):
@@ -1254,42 +1596,132 @@ def same_file(a, b):
 
 
 def stop(uuid):
-    """Kill a running container and wait until its processes are gone: first
-    the unshare that waits for it (so it reports nothing), then pid 1 of the
-    container, whose death ends its whole pid namespace (pid_namespaces(7)).
-    Then let the run that started it finish: it deletes the container's veth
-    and netns itself, so the two never race to (and the trace does not depend
-    on who wins)."""
+    """Kill everything of a container, running or still starting, and wait
+    until it is gone: what container_processes() finds, again until it finds
+    nothing, so no process is left in its cgroups for cgdelete to move out
+    (libcgroup moves a cgroup's processes to its parent before rmdir(2)).
+    A frozen process dies only once thawed (the freezer), so thaw follows.
+    An exec's nsenter, outside the container's pid namespace with a child
+    in it, is left to reap that child and end by itself: killed with it, it
+    would leave the child's zombie to init, and the namespace's pid 1 waits
+    until every process of it has been reaped (pid_namespaces(7)); after a
+    second it is killed too. The unshare above pid 1 is killed with it, so
+    it reports nothing. Parents go before their children: a process with a
+    SIGKILL pending never runs again, so no shell sees its child killed and
+    goes on to its next command (signal(7)).
+    Then let the run (or exec) that started it finish: run deletes the
+    container's veth and netns itself, so the two never race (and the trace
+    does not depend on who wins). diverges (row 46): the bash killed nothing,
+    and an earlier bocker.py only pid 1 and its unshare, found once the
+    container had entered its root, so a starting container ran on outside
+    its cgroups."""
     import signal
-    runner = ''
-    for _ in range(500):
-        pid = container_pid(uuid)
-        if not pid:
+    runners = set()
+    depth = len(nspid('self'))
+    for tries in range(500):
+        victims, parents = container_processes(uuid)
+        if not victims:
             break
-        runner = runner or ppid(unshare_of(pid))
-        for victim in (unshare_of(pid), pid):
+        runners |= {parents[pid] for pid in victims if parents.get(pid) not in victims}
+        # NSpid: a process's pid in each pid namespace it is in, ours first
+        # (proc(5)); a longer list is a process of a namespace below ours.
+        reaping = {parents[child] for child in parents if parents[child] in victims and
+                   len(nspid(parents[child])) == depth and
+                   len(nspid(child)) > depth and nspid(child)[-1] != '1'}
+        for victim in sorted(victims, key=lambda pid: ancestry(pid, parents, victims)):
+            if victim in reaping and tries < 100:
+                continue
             try:
-                os.kill(int(victim), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:
                 pass
+        thaw(uuid)
         time.sleep(0.01)
     else:
         fail('container %s does not stop' % uuid)
+    runners.discard(os.getpid())
     for _ in range(300):                       # a run stuck writing: 3 s, then clean up here
-        if not running(runner):
+        if not any(running(str(pid)) for pid in runners):
             return
         time.sleep(0.01)
 
 
-def unshare_of(pid):
-    """The unshare that waits for a container's pid 1: pid's parent if that is
-    an unshare (proc(5): /proc/PID/comm), else ''."""
-    parent = ppid(pid)
+def container_processes(uuid):
+    """Every live process of a container, and {pid: parent pid} of every
+    process (zombies too): those
+    in its cgroups (cgroup.procs of each hierarchy: cgexec joins them one
+    after another); those whose root is its merged directory, by device and
+    inode (proc(5): /proc/PID/root); the chain a run or exec started for it, before it
+    reaches the cgroups or the root (its command line names the root after
+    __enter__), while it is in our mount namespace or the container's netns
+    (a store of the same paths in another mount namespace is another
+    container); and the descendants of all of them."""
+    merged = '%s/%s/merged' % (container_path, uuid)
+    marker = b'\0__enter__\0' + os.fsencode(merged) + b'\0'
+    ns = namespace
+    mine = {ns('self', 'mnt')}
     try:
-        with open('/proc/%s/comm' % parent) as f:
-            return parent if f.read().strip() == 'unshare' else ''
+        mine.add(os.stat('/run/netns/netns_' + uuid).st_ino)
     except OSError:
-        return ''
+        pass
+    try:
+        root = os.stat(merged)
+    except OSError:
+        root = None
+    found, parents, ended = cgroup_procs(cgroup_dirs(uuid)), {}, set()
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % pid) as f:
+                state, parent = f.read().rsplit(')', 1)[1].split()[:2]
+            parents[int(pid)] = int(parent)
+            if state == 'Z':                   # ended: nothing to kill
+                ended.add(int(pid))
+                continue
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                cmdline = b'\0' + f.read()
+            if marker in cmdline and (ns(pid, 'mnt') in mine or ns(pid, 'net') in mine):
+                found.add(int(pid))
+            elif root is not None and same_file(os.stat('/proc/%s/root' % pid), root):
+                found.add(int(pid))      # (its path reads / from here: pivot_root)
+        except (OSError, ValueError):
+            continue                           # gone meanwhile, or a kernel thread
+    found &= set(parents)
+    while True:                                # their descendants
+        more = {pid for pid, parent in parents.items() if parent in found} - found
+        if not more:
+            break
+        found |= more
+    found.discard(os.getpid())
+    return found - ended, parents
+
+
+def ancestry(pid, parents, among):
+    """How many of pid's ancestors are among these processes."""
+    count = 0
+    while parents.get(pid) in among and count < len(among):
+        pid, count = parents[pid], count + 1
+    return count
+
+
+def namespace(pid, name):
+    """The inode of a process's namespace of a kind (proc(5): /proc/PID/ns/
+    NAME; namespaces(7)), or None if it has ended."""
+    try:
+        return os.stat('/proc/%s/ns/%s' % (pid, name)).st_ino
+    except OSError:
+        return None
+
+
+def nspid(pid):
+    """A process's pid in each pid namespace it is in, from ours down
+    (proc(5): NSpid in /proc/PID/status; a zombie's too), or []."""
+    try:
+        with open('/proc/%s/status' % pid) as f:
+            return [l.split()[1:] for l in f if l.startswith('NSpid:')][0]
+    except (OSError, IndexError):
+        return []
 
 
 def ppid(pid):
@@ -1971,6 +2403,27 @@ def cgroup_dir(uuid):
     return None if point is None else point + '/' + uuid
 
 
+def cgroup_dirs(uuid):
+    """The container's cgroup in each hierarchy its processes can be in: one
+    per mount of its controllers (v1: cpu,cpuacct and memory may be mounted
+    apart), and the v1 freezer's, where commit moves them (freeze())."""
+    found = cgroup_hierarchies()
+    names = [''] if cgroup_v2() else hierarchies() + ['freezer']
+    return sorted({found[name][0] + '/' + uuid for name in names if name in found})
+
+
+def cgroup_procs(dirs):
+    """The pids in these cgroups (cgroups(7): cgroup.procs)."""
+    pids = set()
+    for path in dirs:
+        try:
+            with open(path + '/cgroup.procs') as f:
+                pids.update(int(pid) for pid in f.read().split())
+        except OSError:
+            pass
+    return pids
+
+
 def controllers():
     """The bash's $cgroups; v2 has no cpuacct (cpu accounting is built in),
     and its one cgroup has the pids controller too."""
@@ -1993,6 +2446,13 @@ def pids_hierarchy():
         except OSError:
             return ''
     return ''
+
+
+def hierarchies():
+    """The hierarchies a container has a cgroup in, by controller ('': v2's one)."""
+    if cgroup_v2():
+        return ['']
+    return controllers().split(',') + (['pids'] if pids_hierarchy() == 'v1' else [])
 
 
 def cgroup_args(path):
@@ -2192,9 +2652,11 @@ EXPLAIN_STEPS = {
         'Not an image, so a container: its parts, as the kernel shows them now.',
         'proc(5), ip-netns(8), cgroups(7)', True),
     'rm-stop': ('rm', 2, 'stop it if it runs', (),
-        'bocker.py\'s own step (DIVERGENCES row 4): SIGKILL to the container\'s '
-        'unshare and its pid 1; when pid 1 of a pid namespace dies, the kernel kills '
-        'every process in it. The run that started it then deletes its veth and netns.',
+        'bocker.py\'s own step (DIVERGENCES rows 4, 46): SIGKILL to every process of '
+        'the container (in its cgroups, below its root, or still on the way there: '
+        'cgexec, ip netns exec, unshare), again until none is left; when pid 1 of a '
+        'pid namespace dies, the kernel kills every process in it. The run that '
+        'started it then deletes its veth and netns.',
         'kill(2), pid_namespaces(7)', True),
     'rm-parts': ('rm', 3, 'unmount and remove', (
         'umount "$container_path/$1"/merged',),
@@ -2515,12 +2977,6 @@ def made_cgroups(uuid):
     found = cgroup_hierarchies()
     return {c: found.get(c, ('', '/'))[1].rstrip('/') + '/' + uuid for c in hierarchies()}
 
-
-def hierarchies():
-    """The hierarchies a container has a cgroup in, by controller ('': v2's one)."""
-    if cgroup_v2():
-        return ['']
-    return controllers().split(',') + (['pids'] if pids_hierarchy() == 'v1' else [])
 
 
 def explain_cgroups(uuid):

@@ -186,7 +186,7 @@ SCENARIOS = [
     S('rm-container', [INIT, RUN_TRUE, X('rm', '{ps1}'), X('ps'), X('images')], diverges=(3, 5)),
     S('rm-running-container',
       [INIT, BG('run', '{img1}', 'sleep 2'), RUNNING, X('rm', '{ps1}'), WAIT, X('ps')],
-      diverges=(3, 4, 5)),
+      diverges=(3, 4, 5, 46)),
     # -- run ------------------------------------------------------------------
     S('run-stdout', [INIT, X('run', '{img1}', 'echo hello'), X('ps'), X('logs', '{ps1}')]),
     S('run-stderr', [INIT, X('run', '{img1}', 'echo to-stderr >&2'), X('logs', '{ps1}')]),

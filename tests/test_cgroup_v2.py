@@ -494,6 +494,88 @@ else:
         assert leftovers() == {}
 
 
+    # -- issue 25: commit freezes, rm of a starting container ------------------
+
+    COUNT = 'touch /tmp/ready; i=0; while :; do i=$((i+1)); echo $i > /n.new; mv /n.new /n; done'
+
+    def start(img, command, hook=None):
+        """run IMG COMMAND in the background: (its process, its container)."""
+        before = ls(STORE + '/containers')
+        p = subprocess.Popen([BOCKER, 'run', img, command], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env_for({'BOCKER_TEST_HOOK': hook} if hook else None))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            new = set(ls(STORE + '/containers')) - set(before)
+            if new and (hook or os.path.exists('%s/containers/%s/merged/tmp/ready'
+                                               % (STORE, next(iter(new))))):
+                return p, new.pop()
+            time.sleep(0.05)
+        raise AssertionError('no container started')
+
+    def counting(uuid, wait=10):
+        path = '%s/containers/%s/merged/n' % (STORE, uuid)
+        before = read(path)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if read(path) != before:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def test_commit_freezes_a_running_container_and_a_kill_leaves_it_thawed(img):
+        p, uuid = start(img, COUNT)
+        cg = cgroup_dirs(uuid)[0]
+        assert counting(uuid)
+        code, out, err = bocker('commit', uuid, 'img_8', env={'BOCKER_TEST_HOOK': 'kill:2'})
+        assert 'test hook: kill at 2 (commit-frozen)' in err, (code, out, err)
+        assert 'frozen 1' in read(cg + '/cgroup.events').split('\n')
+        assert not counting(uuid, wait=2)
+        code, out, err = bocker('ps')          # the next command thaws it
+        assert code == 0 and 'frozen 0' in read(cg + '/cgroup.events').split('\n')
+        assert counting(uuid) and ls(STORE + '/overlay') == [img]
+        code, out, err = bocker('commit', uuid, 'img_8')
+        assert (code, out) == (0, 'Created: img_8\n'), (code, out, err)
+        assert 'frozen 0' in read(cg + '/cgroup.events').split('\n') and counting(uuid)
+        code, out, err = bocker('rm', uuid)
+        assert (code, out) == (0, 'Removed: %s\n' % uuid), (code, out, err)
+        _out, err = p.communicate(timeout=120)
+        assert p.returncode == 137 and 'removed while it ran' in err, (p.returncode, err)
+        assert leftovers() == {}
+
+    def test_rm_of_a_starting_container_leaves_no_process(img):
+        """run stopped just before its cgexec (the test hook's 6th step), rm
+        meanwhile: rm waits, then kills what the run starts; nothing runs on."""
+        p, uuid = start(img, 'echo started; sleep 5; echo ran', hook='stop:6')
+        deadline = time.monotonic() + 120
+        while read('/proc/%d/stat' % p.pid).rsplit(')', 1)[1].split()[0] != 'T':
+            assert time.monotonic() < deadline, 'the hook did not stop the run'
+            time.sleep(0.05)
+        rm = subprocess.Popen([BOCKER, 'rm', uuid], stdout=subprocess.PIPE, text=True,
+                              stderr=subprocess.PIPE, env=env_for())
+        while rm.poll() is None and ' -> FLOCK ' not in open('/proc/locks').read():
+            assert time.monotonic() < deadline, 'rm neither waits nor ends'
+            time.sleep(0.05)
+        os.kill(p.pid, signal.SIGCONT)
+        out, err = p.communicate(timeout=180)
+        rm_out, rm_err = rm.communicate(timeout=180)
+        assert (rm.returncode, rm_out) == (0, 'Removed: %s\n' % uuid), rm_err
+        assert p.returncode == 137 and 'removed while it ran' in err, (p.returncode, err)
+        assert 'ran' not in out.split()
+        assert commands_with('echo ran') == [] and leftovers() == {}
+
+    def commands_with(text):
+        """The processes whose command line holds text."""
+        found = []
+        for pid in ls('/proc'):
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                    if text.encode() in f.read():
+                        found.append(pid)
+            except OSError:
+                pass
+        return found
+
     # -- the article's lab, on v2 -------------------------------------------------
 
     def test_lab_cgroup_memory_on_v2(v2host):

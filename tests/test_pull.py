@@ -283,3 +283,35 @@ def test_same_tree_as_the_reference(box, reg, reference, busybox):
                    + v[2:] if v[0] != 'l' else v for k, v in a.items()}
     assert as_cp_would == {k: v for k, v in b.items() if k not in junk}
     assert a['tmp'] == ('d', '0o1777')
+
+
+def test_pull_killed_at_every_step(box, reg):
+    """pull killed (the test hook, tests/test_kill.py) before its helper, after
+    each layer, and between the steps that make the image: what it made is
+    the image, whole and listed, or a hidden .pull-PID-UUID that the next
+    command removes with its download directory /tmp/UUID."""
+    from test_kill import fired, hooked, remove_everything
+    reg.push('killed', 'v1', [registry.busybox_layer(compress=True),
+                              registry.make_layer({'extra': 'x\n'})])
+    env = {'BOCKER_REGISTRY': reg.url,
+           'PATH': os.path.join(ROOT, 'compat') + ':' + os.environ['PATH']}
+    steps = []
+    for k in range(1, 20):
+        r = hooked(box, 'kill:%d' % k, 'pull', 'killed', 'v1', env=env)
+        step = fired(r)
+        if step is None:
+            assert r.code == 0 and r.out.startswith('Created: img_'), r
+            assert remove_everything(box) == {}
+            break
+        steps.append(step)
+        made = [n for n in box.ls(OVERLAY) if n.startswith('.pull-')]
+        images = [n for n in box.ls(OVERLAY) if n.startswith('img_')]
+        assert len(made + images) == 1, (step, made, images)   # claimed: made is the image
+        download = '/tmp/' + made[0].split('-', 2)[2] if made else None
+        for img in images:
+            assert box.read('%s/%s/img.source' % (OVERLAY, img)) == 'killed:v1\n'
+            assert box.read('%s/%s/extra' % (OVERLAY, img)) == 'x\n'
+        assert remove_everything(box) == {}, step
+        assert download is None or not box.exists(download), (step, download)
+    assert steps == ['download-frozen-image-v2', 'pull-unpacked', 'pull-unpacked',
+                     'pull-downloads-removed', 'image-source', 'image-proc', 'image-claimed']
