@@ -37,6 +37,9 @@ ID_LOW, ID_HIGH = 42002, 42254           # bash: shuf -i 42002-42254 -n 1
 # (that loop is options(), which main() runs; its `declare`s land here)
 OPTIONS = {}                             # the bash's `declare BOCKER_KEY=VALUE`s
 PROG = 'bocker.py'                       # "$0", set in main()
+# diverges (row 38): in a container's directory, where run made lower/dev (the
+# image has none): commit leaves out only that mount point
+DEV_ADDED = 'dev.mountpoint'
 
 
 # --- The bash's own plumbing: echo, exit, options, set -x, running a command ----
@@ -586,8 +589,11 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
         # (enter()); an image without one (a pulled image) gets the mount point
         # here, in this container's lower layer: never in the image, nor in
         # upper (so never in a commit).
+        # The container's directory says so (DEV_ADDED), so commit leaves out
+        # that mount point and never a /dev the image had, even an empty one.
         if not os.path.lexists(cdir + '/lower/dev'):
             os.mkdir(cdir + '/lower/dev', 0o755)
+            write(cdir + '/' + DEV_ADDED, 'run made lower/dev: the image has no /dev')
     finally:
         ip_done()
     # overlayfs: reads come from upper, else lower; writes go to upper (a copy
@@ -794,9 +800,11 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
         os.mkdir(tmp)
         copy_tree(merged, tmp)
         # /dev is the container's own tmpfs (enter()); an empty one here is the
-        # mount point run gave it, not a part of the image.
+        # mount point run gave it (row 38), not a part of the image, where run
+        # says it made it (DEV_ADDED). An image's own /dev stays, empty or not.
         dev = tmp + '/dev'
-        if os.path.isdir(dev) and not os.path.islink(dev) and not os.listdir(dev):
+        if os.path.exists('%s/%s/%s' % (container_path, uuid, DEV_ADDED)) and \
+                os.path.isdir(dev) and not os.path.islink(dev) and not os.listdir(dev):
             os.rmdir(dev)
         # bash: sed -i "s/:.*$/:$(date +%Y%m%d-%H%M%S)/g" "$overlay_path/$2"/img.source
         stamp = time.strftime('%Y%m%d-%H%M%S')
