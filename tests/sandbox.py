@@ -204,7 +204,11 @@ class Sandbox:
         self.flavour = flavour
         self.store_size = store_size
         self.store_dir = store_dir
-        self.name = '%s%d-%d' % (NAME_PREFIX, os.getpid(), time.monotonic_ns())
+        # SANDBOX_TAG=WORD in the environment: WORD in the name too, so a
+        # caller (a test of make shell) can tell its sandboxes from others'
+        tag = os.environ.get('SANDBOX_TAG', '')
+        self.name = '%s%s%d-%d' % (NAME_PREFIX, tag + '-' if tag.isalnum() else '',
+                                   os.getpid(), time.monotonic_ns())
         self.layout = None
         self.controllers = ()
         self.cgroup_dirs = []      # the sandbox's own cgroups (v2: one), removed on close
@@ -452,8 +456,9 @@ def _v1_hierarchies_from_host():
 
 # -- joining a sandbox that is open (`make shell-join`) -----------------------
 
-def holders():
-    """The pids of the sandboxes' holders running here, oldest first."""
+def holders(mine=True):
+    """The pids of the sandboxes' holders running here, oldest first: those
+    this copy of sandbox.py made (mine), or any."""
     found = []
     for pid in os.listdir('/proc'):
         if not pid.isdigit():
@@ -462,7 +467,8 @@ def holders():
             argv = _read('/proc/%s/cmdline' % pid).split('\0')
         except OSError:
             continue
-        if HOLDER_MARK in argv and any(a.endswith('/sandbox.py') for a in argv):
+        if HOLDER_MARK in argv and any(a == os.path.abspath(__file__) if mine
+                                       else a.endswith('/sandbox.py') for a in argv):
             found.append(int(pid))
     return sorted(found)
 
@@ -496,11 +502,13 @@ def join(pid, command):
             raise HostLacks('%d sandboxes are open (holders %s): name one, '
                             'tests/sandbox.py --join PID' % (len(found), ' '.join(map(str, found))))
         pid = found[0]
-    elif pid not in holders():
+    elif pid not in holders(mine=False):
         raise HostLacks('%d is no sandbox\'s holder (open: %s)'
-                        % (pid, ' '.join(map(str, holders())) or 'none'))
+                        % (pid, ' '.join(map(str, holders(mine=False))) or 'none'))
     argv = command or [os.environ.get('SHELL') or '/bin/bash']
-    return subprocess.run(join_argv(pid, argv), preexec_fn=lambda: join_cgroups(pid)).returncode
+    env = dict(os.environ, SANDBOX_HOLDER=str(pid))
+    return subprocess.run(join_argv(pid, argv), env=env,
+                          preexec_fn=lambda: join_cgroups(pid)).returncode
 
 
 def in_delegated_scope(argv):

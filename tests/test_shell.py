@@ -6,6 +6,8 @@ import os
 import re
 import subprocess
 
+import pytest
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -38,10 +40,32 @@ def test_make_test_and_demo_still_install_everything():
 
 def make_shell(commands):
     r = subprocess.run(['make', '--no-print-directory', 'shell'], cwd=ROOT, input=commands,
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, env=ENV)
     return r.returncode, r.stdout, r.stderr
 
 
+# The sandboxes these tests open are named with this tag (SANDBOX_TAG): other
+# test runs on this machine may have sandboxes of their own open meanwhile.
+TAG = 'shelltest%d' % os.getpid()
+ENV = dict(os.environ, SANDBOX_TAG=TAG)
+
+
+def host_leftovers():
+    """What these tests' sandboxes could leave on the host: mounts of the
+    store and netns, network namespaces, their cgroups (any layout), and
+    containers' cgroups outside any sandbox."""
+    with open('/proc/self/mountinfo') as f:
+        mounts = [l.split()[4] for l in f if l.split()[4].startswith(('/var/lib/bocker', '/run/netns'))]
+    cgroups = []
+    for dirpath, dirs, _ in os.walk('/sys/fs/cgroup'):
+        cgroups += [os.path.join(dirpath, d) for d in dirs if TAG in d
+                    or (d.startswith('ps_') and 'bocker-sandbox-' not in dirpath)]
+        dirs[:] = [d for d in dirs if not d.startswith('bocker-sandbox-')]
+    netns = os.listdir('/run/netns') if os.path.isdir('/run/netns') else []
+    return {'mounts': mounts, 'cgroups': cgroups, 'netns': netns}
+
+
+@pytest.mark.v2
 def test_make_shell_gives_a_shell_where_a_container_runs():
     before = set(glob.glob('/tmp/bocker-shell.*'))
     code, out, err = make_shell(
@@ -54,7 +78,7 @@ def test_make_shell_gives_a_shell_where_a_container_runs():
     welcome, _, rest = out.partition('\n\n  bocker.sh images')
     assert re.search(r'A busybox image is ready: IMG=img_[0-9]+\. Try:', welcome), out
     for hint in ("bocker.sh --EXPLAIN run $IMG 'hostname; ps'", 'labs/01-uts-ipc.sh',
-                 'compat/side-by-side run', 'make side-by-side',
+                 'compat/side-by-side --colour run | less -R', 'make side-by-side', 'make shell-join',
                  os.path.join(ROOT, 'side-by-side.html')):
         assert hint in out, hint
     assert 'run-exit=0\n' in rest, out
@@ -64,6 +88,55 @@ def test_make_shell_gives_a_shell_where_a_container_runs():
     assert re.search(r'^br1 +[A-Z]+ +172\.18\.0\.1/24', rest, re.M), out
     assert 'exit-of-last=0' in rest                                  # run ends 0, as the bash
     assert set(glob.glob('/tmp/bocker-shell.*')) == before          # its work dir is gone
+    assert host_leftovers() == {'mounts': [], 'cgroups': [], 'netns': []}
+
+
+@pytest.mark.v2
+def test_make_shell_join_opens_a_second_shell_in_the_same_sandbox():
+    """What the banner says to do from another terminal: make shell-join (the
+    sandbox's holder named, as with several open), a shell in the same
+    sandbox; a container it runs shows in the first shell's ps."""
+    first = subprocess.Popen(['make', '--no-print-directory', 'shell'], cwd=ROOT, env=ENV,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        first.stdin.write('echo ready\n')
+        first.stdin.flush()
+        banner = ''
+        while not banner.endswith('ready\n'):
+            line = first.stdout.readline()
+            assert line, (banner, first.stderr.read())
+            banner += line
+        holder = re.search(r'tests/sandbox\.py --join ([0-9]+) -- fixtures/shell\.sh --joined', banner)
+        assert holder, banner
+        r = subprocess.run(['make', '--no-print-directory', 'shell-join', 'HOLDER=' + holder[1]],
+                           cwd=ROOT, input='bocker.sh run $IMG "echo from-the-second"\n', env=ENV,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert 'joined bocker\'s sandbox (holder %s)' % holder[1] in r.stdout, r.stdout
+        assert r.stdout.endswith('from-the-second\n'), r.stdout
+        out, err = first.communicate('bocker.sh ps\n', timeout=300)
+        assert first.returncode == 0, err
+        assert re.search(r'^ps_[0-9]+\t\techo from-the-second$', out, re.M), out
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert host_leftovers() == {'mounts': [], 'cgroups': [], 'netns': []}
+
+
+@pytest.mark.v2
+def test_make_demo_runs_every_command_and_leaves_nothing():
+    """The README's first command, from this clone: every bocker command once,
+    in a sandbox that leaves nothing behind (on a v2 only host too)."""
+    r = subprocess.run(['make', '--no-print-directory', 'demo'], cwd=ROOT, capture_output=True, env=ENV,
+                       text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+    for step in ('bocker.sh init ', 'bocker.sh images', 'bocker.sh --MEM_LIMIT=64', 'bocker.sh ps',
+                 'bocker.sh logs ', 'bocker.sh commit ', 'bocker.sh rm ', 'hello from the outside world',
+                 'host-setup: undone'):
+        assert step in r.stdout, step
+    assert host_leftovers() == {'mounts': [], 'cgroups': [], 'netns': []}
 
 
 def test_make_shell_passes_the_exit_status_on():
