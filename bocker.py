@@ -357,8 +357,8 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
     if os.path.isdir('%s/%s' % (overlay_path, uuid)):
         # bash: rm -rf "$overlay_path/$1" && echo "Removed: $1"
         remove_tree('%s/%s' % (overlay_path, uuid))
+        explain('rm-image', uuid)              # the step, then its echo (--EXPLAIN)
         say('Removed: %s' % uuid)
-        explain('rm-image', uuid)
         return 0
     # bash: else
     need_modules('plumbum')
@@ -377,8 +377,8 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
         delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', 'netns_' + uuid)
         gone('veth0_' + uuid)                  # its peer went with the netns
     delete(lambda: link_exists('veth0_' + uuid), 'ip', 'link', 'del', 'dev', 'veth0_' + uuid)
+    explain('rm-parts', uuid)                  # the step, then its echo (--EXPLAIN)
     say('Removed: %s' % uuid)
-    explain('rm-parts', uuid)
     # bash: cgdelete -g "$cgroups:/$1" &> /dev/null
     cgdelete(uuid)
     explain('rm-cgroups', uuid)
@@ -1896,18 +1896,26 @@ def explain_print(step, where, title, bash, what, man, kernel):
 def explain_pause():
     """--STEP: wait for Enter on the controlling terminal, if there is one
     (tty(4): /dev/tty; without one, ENXIO and no wait). stdin is not read: in
-    run it belongs to the container. ^C here ends bocker as a failing step
-    would (exit 130): run then removes what it made so far."""
+    run it belongs to the container. Only an empty line goes on (a line with
+    anything on it asks again); ^C here ends bocker as a failing step would
+    (exit 130): run then removes what it made so far."""
     try:
         fd = os.open('/dev/tty', os.O_RDWR | os.O_NOCTTY)
     except OSError:
         return
     try:
-        os.write(fd, b'--STEP: press Enter for the next step ')
+        os.write(fd, b'--STEP: press Enter for the next step (ctrl-C stops) ')
+        line = b''
         while True:
             got = os.read(fd, 1024)
-            if not got or b'\n' in got or b'\r' in got:
+            if not got:
                 break
+            line += got
+            if b'\n' in got or b'\r' in got:
+                if not line.strip():
+                    break
+                os.write(fd, b'--STEP: only Enter goes on; ctrl-C stops ')
+                line = b''
     except OSError:
         pass
     except KeyboardInterrupt:
@@ -2291,9 +2299,24 @@ def explain_container(uuid):
     out.append('  dropped, %d: %s' % (len(gone), ' '.join(gone)))
     out.append('  NoNewPrivs: %s' % status.get('NoNewPrivs', '?'))
     out.append('mounts it sees (/proc/%s/mountinfo, from its root):' % pid)
-    for point, fstype, _source, opts, _sopts, _root in then['mounts']:
-        out.append('  %-22s %-8s %s' % (point, fstype, opts))
+    for point, fstype, _source, opts, _sopts, root in then['mounts']:
+        out.append(('  %-22s %-8s %s' % (point, fstype, opts)) + mask_note(point, fstype, root))
     return out
+
+
+def mask_note(point, fstype, root):
+    """What a mount over a /proc path is for: runc's masks hide what /proc shows
+    of the host (/dev/null bound over a file, an empty read-only tmpfs over a
+    directory: the mount's root, mountinfo's 4th field, says which)."""
+    if not point.startswith('/proc/'):
+        return ''
+    if root.endswith('/null'):
+        return '  (a mask: /dev/null bound over it, reads as nothing)'
+    if fstype == 'tmpfs':
+        return '  (a mask: an empty tmpfs over it)'
+    if fstype == 'proc':
+        return "  (read-only again: the kernel's switches)"
+    return ''
 
 
 def explain_cleanup(uuid):

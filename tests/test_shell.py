@@ -91,6 +91,51 @@ def test_make_shell_gives_a_shell_where_a_container_runs():
     assert host_leftovers() == {'mounts': [], 'cgroups': [], 'netns': []}
 
 
+def banner_commands(banner):
+    """The bocker.sh commands the banner tells to try, as written (the text
+    before a run of spaces; a note's `then: ...` is a command too), ps_N
+    standing for the running container."""
+    cmds = []
+    for line in banner.splitlines():
+        if not line.startswith('  bocker.sh '):
+            continue
+        parts = re.split(r'\s{2,}', line.strip(), maxsplit=1)
+        cmds.append(parts[0])
+        if len(parts) > 1 and parts[1].startswith('then: '):
+            cmds.append(parts[1][len('then: '):])
+    return cmds
+
+
+def test_every_command_the_banner_gives_runs_as_written():
+    """Each `bocker.sh ...` line of make shell's banner, typed into the shell
+    as it stands (ps_N: the container the banner's `sleep 300 &` started),
+    does what the banner says: busybox's applets only (no `ip -br`)."""
+    code, out, err = make_shell('true\n')
+    assert code == 0, err
+    cmds = banner_commands(out)
+    assert len(cmds) >= 7, cmds
+    script = ['ps_N() { bocker.sh ps | awk \'/sleep 300/ {print $1}\'; }']
+    for n, cmd in enumerate(cmds):
+        if 'ps_N' in cmd:
+            cmd = 'sleep 3; ' * ('exec' in cmd) + cmd.replace('ps_N', '$(ps_N)')
+        sep = ' ' if cmd.endswith('&') else '; '
+        script.append('echo "== %d"; %s%secho "== status $?"' % (n, cmd, sep))
+    script.append('wait')
+    code, out, err = make_shell('\n'.join(script) + '\n')
+    assert code == 0, (out, err)
+    body = out.split('\n== 0\n', 1)[1]
+    results = re.findall(r'(.*?)== status (\d+)\n(?:== \d+\n)?', body, re.S)
+    assert len(results) == len(cmds), (cmds, out)
+    for cmd, (text, status) in zip(cmds, results):
+        assert status == '0', (cmd, text, err)
+        assert 'Usage:' not in text and 'usage:' not in text, (cmd, text)
+    joined = dict(zip(cmds, (t for t, _ in results)))
+    assert re.search(r'inet 172\.18\.0\.[0-9]+/24', joined["bocker.sh run $IMG 'ip addr; cat /proc/self/cgroup; ls /proc'"])
+    assert 'sleep 300' in joined['bocker.sh ps; bocker.sh exec ps_N ps']
+    assert re.search(r'Removed: ps_[0-9]+', joined['bocker.sh logs ps_N; bocker.sh rm ps_N'])
+    assert 'hostname' in err        # --EXPLAIN's steps, on stderr
+
+
 @pytest.mark.v2
 def test_make_shell_join_opens_a_second_shell_in_the_same_sandbox():
     """What the banner says to do from another terminal: make shell-join (the
