@@ -559,3 +559,22 @@ def test_recorded_explain_steps_exist():
             found.update(re.findall(r'^=== \w+ \d+/\d+ \[([\w-]+)\] ', f.read(), re.M))
     missing = [tag for tag in explain_tags() if tag not in found]
     assert not missing, 'not recorded in fixtures/explain/: %s' % ', '.join(missing)
+
+
+def test_page_holds_no_path_of_the_machine_and_run_shows_a_working_run_first(reference, tmp_path):
+    """The page names the reference, not where it lay on the machine that made
+    it (nor the clone's path); bocker_run's first recorded example is a run
+    that works (the unknown-image error comes after)."""
+    import html as htmlmod
+    page = tmp_path / 'p.html'
+    r = side_by_side('--html', str(page))
+    assert r.returncode == 0, r.stderr
+    text = page.read_text(encoding='utf-8')
+    for path in (os.path.dirname(os.path.abspath(reference)), ROOT, str(tmp_path)):
+        assert path not in text, path
+    assert 'Left: the bash <code>%s</code>' % os.path.basename(reference) in text
+    section = text[text.index('id="bocker_run"'):]
+    first = section.index('fixtures/golden/')
+    assert section.startswith('fixtures/golden/run-stdout.txt', first), section[first:first + 80]
+    shown = htmlmod.unescape(section[first:section.index("</pre>", first)])
+    assert 'hello' in shown and "No image named" not in shown, shown
