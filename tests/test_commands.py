@@ -120,7 +120,8 @@ def test_run_shows_and_logs_output_and_stderr(box, busybox):
     assert box.read('%s/%s/%s.cmd' % (CONTAINERS, ps, ps)) == 'echo out; echo err >&2; exit 3\n'
     assert sorted(box.containers()) == [ps]
     assert sorted(box.ls('%s/%s' % (CONTAINERS, ps))) == \
-        sorted(['lower', 'upper', 'work', 'merged', ps + '.cmd', ps + '.log'])
+        sorted(['lower', 'upper', 'work', 'merged', ps + '.cmd', ps + '.log',
+                'dev.mountpoint'])          # row 38: run made lower/dev (the image has none)
 
 
 def test_run_joins_several_words_into_one_command(box, busybox):
