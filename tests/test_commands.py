@@ -67,7 +67,6 @@ def test_bad_option_name_is_one_line_error(box):
 
 # --- init and images ---------------------------------------------------------------
 
-@pytest.mark.v2(flavours=('sandbox',))
 def test_init_creates_the_image(box, busybox):
     r = box.bocker('init', busybox)
     assert r.code == 0 and r.err == ''
@@ -98,7 +97,6 @@ def test_init_of_missing_directory(box):
     assert box.images() == []
 
 
-@pytest.mark.v2(flavours=('sandbox',))
 def test_images_lists_each_image_with_its_source(box, busybox):
     assert box.bocker('images').out == 'IMAGE_ID\t\tSOURCE\n'
     a = box.init(busybox)

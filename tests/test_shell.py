@@ -65,7 +65,6 @@ def host_leftovers():
     return {'mounts': mounts, 'cgroups': cgroups, 'netns': netns}
 
 
-@pytest.mark.v2
 def test_make_shell_gives_a_shell_where_a_container_runs():
     before = set(glob.glob('/tmp/bocker-shell.*'))
     code, out, err = make_shell(
