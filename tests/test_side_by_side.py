@@ -578,3 +578,25 @@ def test_page_holds_no_path_of_the_machine_and_run_shows_a_working_run_first(ref
     assert section.startswith('fixtures/golden/run-stdout.txt', first), section[first:first + 80]
     shown = htmlmod.unescape(section[first:section.index("</pre>", first)])
     assert 'hello' in shown and "No image named" not in shown, shown
+
+
+def test_piped_into_a_pager_it_fits_the_terminal_on_stderr(reference):
+    """`compat/side-by-side --colour run | less -R`: stdout is the pager's
+    pipe, the terminal is still on stderr; the columns fit its width, not 80."""
+    import fcntl
+    import struct
+    import termios
+    master, slave = os.openpty()
+    try:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 132, 0, 0))
+        env = {k: v for k, v in os.environ.items() if k != 'COLUMNS'}
+        r = subprocess.run([TOOL, '--colour', 'run'], stdout=subprocess.PIPE, stderr=slave,
+                           stdin=subprocess.DEVNULL, env=env, timeout=120)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert r.returncode == 0
+    plain = re.sub(r'\x1b\[[0-9;]*m', '', r.stdout.decode())
+    assert '\x1b[' in r.stdout.decode()                     # --colour: colour on a pipe
+    widest = max(len(line) for line in plain.split('\n'))
+    assert 80 < widest <= 132, widest
