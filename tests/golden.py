@@ -513,6 +513,14 @@ def split_trace(err):
     while i < len(lines):
         line = lines[i]
         i += 1
+        # A pipeline's commands write to the one stderr at once: bash -x's
+        # line for one (`++ grep -qw ps_1`) can land inside another's message,
+        # after the `ls: ` that GNU ls writes on its own (error(3)). The
+        # message is joined again, the trace line kept apart.
+        cut = re.match(r'^([\w.-]+: )(\++ \S.*)$', line)
+        if cut and i < len(lines):
+            lines[i] = cut.group(1) + lines[i]
+            line = cut.group(2)
         m = re.match(r'^\++ (\S+)', line)
         if not m:
             rest.append(line)

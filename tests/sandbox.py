@@ -258,6 +258,8 @@ class Sandbox:
         self.controllers = V2_ENGINE_CONTROLLERS if self.engines else V2_CONTROLLERS
         own = _own_cgroup('')
         parts = [p for p in own.split('/') if p]
+        if parts[-1:] == [CALLER_LEAF] and _delegated(CGROOT + '/' + '/'.join(parts[:-1])):
+            parts.pop()     # moved to the leaf by an earlier sandbox: its delegated parent
         chain = [CGROOT + ''.join('/' + p for p in parts[:i]) for i in range(len(parts) + 1)]
         if parts and _read(chain[-1] + '/cgroup.procs').split():
             # the caller's cgroup holds processes: they must go to a leaf first

@@ -163,3 +163,15 @@ def test_a_reference_run_that_drew_a_taken_id_runs_the_scenario_again(mode, tool
     out = CONFLICT + 'chroot: cannot change root directory\n'
     runner.record(3, step, ['run', 'ps_42100', 'true'], 0, out, '', held)
     assert runner.clash is clash
+
+
+def test_a_trace_line_inside_another_commands_message_is_taken_apart():
+    """The reference's `ls ... | grep -qw` under bash -x: grep's trace line
+    once landed between ls's `ls: ` and the rest of its message (one stderr,
+    two writers), and test_reference failed by chance."""
+    from golden import split_trace
+    err = ("ls: ++ grep -qw ps_1\ncannot access '/var/lib/bocker/containers': "
+           "No such file or directory\n+ ip link add dev veth0_ps_1 type veth\n")
+    rest, trace = split_trace(err)
+    assert rest == "ls: cannot access '/var/lib/bocker/containers': No such file or directory\n"
+    assert trace == ['+ ip link add dev veth0_ps_1 type veth']

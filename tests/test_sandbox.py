@@ -158,6 +158,13 @@ if IN_V2_VM:
             assert os.listdir(caller + '/bocker-caller') is not None
             with open(caller + '/cgroup.procs') as f:
                 assert f.read() == ''
+            # a caller already in that leaf (a second sandbox of the same
+            # process): the sandbox goes beside it, under the delegated cgroup
+            def in_leaf():
+                with open(caller + '/bocker-caller/cgroup.procs', 'w') as f:
+                    f.write(str(os.getpid()))
+            r = sandbox_cli('--', 'cat', '/proc/self/cgroup', preexec_fn=in_leaf)
+            assert (r.returncode, r.stdout) == (0, '0::/init\n'), r
         finally:
             for d in (caller + '/bocker-caller', caller):
                 if os.path.isdir(d):
