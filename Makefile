@@ -12,9 +12,9 @@ PY := .venv/bin/python
 # add (compat/host-setup's NAT, a registry for pull, QEMU and a kernel for the
 # cgroup v2 VM, podman, skopeo, docker.io and runc for images in engines,
 # tmux for a real terminal, chromium for the side-by-side page).
-RUN_PKGS := iproute2 util-linux mount cgroup-tools busybox-static jq uuid-runtime \
+RUN_PKGS := iproute2 util-linux mount cgroup-tools busybox-static jq uuid-runtime libseccomp2 \
             coreutils tar python3 python3-venv procps
-TEST_PKGS := docker-registry openssl iptables nftables time qemu-system-x86 \
+TEST_PKGS := docker-registry openssl iptables nftables time qemu-system-x86 gcc libc6-dev \
              linux-image-amd64 podman skopeo docker.io runc tmux chromium
 APT_PKGS := $(RUN_PKGS) $(TEST_PKGS)
 

@@ -37,9 +37,9 @@ ID_LOW, ID_HIGH = 42002, 42254           # bash: shuf -i 42002-42254 -n 1
 # (that loop is options(), which main() runs; its `declare`s land here)
 OPTIONS = {}                             # the bash's `declare BOCKER_KEY=VALUE`s
 PROG = 'bocker.py'                       # "$0", set in main()
-# diverges (row 38): in a container's directory, where run made lower/dev (the
-# image has none): commit leaves out only that mount point
-DEV_ADDED = 'dev.mountpoint'
+# diverges (rows 38, 45): in a container's directory, where run made lower/dev or
+# lower/sys (the image has none): commit leaves out only those mount points
+MOUNT_POINT_NOTE = '%s.mountpoint'
 
 
 # --- The bash's own plumbing: echo, exit, options, set -x, running a command ----
@@ -392,6 +392,8 @@ def cgdelete(uuid):
     run('cgdelete', '-g', '%s:/%s' % (controllers(), uuid), check=False, quiet=True)
     for controller in cgroups.split(',')[1:] if not cgroup_v2() else ():
         run('cgdelete', '-g', '%s:/%s' % (controller, uuid), check=False, quiet=True)
+    if pids_hierarchy() == 'v1':               # diverges (row 42): its pids cgroup
+        run('cgdelete', '-g', 'pids:/' + uuid, check=False, quiet=True)
 
 
 def bocker_images(*args):  #HELP List images:\nBOCKER images
@@ -451,11 +453,12 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     need_modules('plumbum')
     need_store(container_path)
     need_bridge()
+    need_libseccomp()
     # diverges (rows 21, 23): what run needs is checked before anything is made
     for need_path in ('etc', 'bin/sh', 'bin/mount'):
         if not os.path.lexists('%s/%s/%s' % (overlay_path, image, need_path)):
             fail('image %s has no /%s: it cannot run a container' % (image, need_path))
-    for mount_point in ('proc', 'dev'):        # enter() mounts there: never through a link
+    for mount_point in ('proc',) + MOUNT_POINTS:   # enter() mounts there: never through a link
         path = '%s/%s/%s' % (overlay_path, image, mount_point)
         if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
             fail("image %s's /%s is not a directory: it cannot run a container"
@@ -463,6 +466,10 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     # bash: : "${BOCKER_CPU_SHARE:=512}"; : "${BOCKER_MEM_LIMIT:=512}" (checked first here)
     cpu_share = number('CPU_SHARE')
     mem_limit = number('MEM_LIMIT')
+    # diverges (row 42): a limit on the container's processes, as podman's 2048
+    pids_limit = number('PIDS_LIMIT', '2048')
+    if pids_limit < 1:
+        fail('BOCKER_PIDS_LIMIT must be 1 or more, not %r' % option('PIDS_LIMIT'))
     signals = Signals()                         # from here a signal ends run cleanly
     uuid = new_container()
     # (ip and mac: address(), in setup())
@@ -470,7 +477,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     cmd = ' '.join(args[1:])
     undo = []
     try:
-        setup(image, uuid, cmd, cpu_share, mem_limit, undo)
+        setup(image, uuid, cmd, cpu_share, mem_limit, pids_limit, undo)
         explain('cgroups', uuid)
     except (Exit, OSError, KeyboardInterrupt):
         for step in reversed(undo):            # diverges (row 22): nothing half-made is left
@@ -538,7 +545,7 @@ def new_container():
     fail('no free id left: all %d ps_N are taken' % len(tried))
 
 
-def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
+def setup(image, uuid, cmd, cpu_share, mem_limit, pids_limit, undo):
     """Everything bocker_run does before the command runs. Each step that
     makes something pushes its undo, so a failure half-way leaves nothing."""
     cdir = '%s/%s' % (container_path, uuid)
@@ -585,15 +592,17 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
         # bash: cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null
         # (hard links, not copies: overlayfs never writes to the lower layer)
         copy_tree('%s/%s' % (overlay_path, image), cdir + '/lower', link=True)
-        # diverges (row 38): /dev gets a tmpfs of its own in the container
-        # (enter()); an image without one (a pulled image) gets the mount point
-        # here, in this container's lower layer: never in the image, nor in
-        # upper (so never in a commit).
-        # The container's directory says so (DEV_ADDED), so commit leaves out
-        # that mount point and never a /dev the image had, even an empty one.
-        if not os.path.lexists(cdir + '/lower/dev'):
-            os.mkdir(cdir + '/lower/dev', 0o755)
-            write(cdir + '/' + DEV_ADDED, 'run made lower/dev: the image has no /dev')
+        # diverges (rows 38, 45): /dev and /sys get filesystems of their own in
+        # the container (enter()); an image without them (a pulled image, the
+        # test image) gets the mount points here, in this container's lower
+        # layer: never in the image, nor in upper (so never in a commit). The
+        # container's directory notes each (POINT.mountpoint), so commit leaves
+        # out those mount points, never a /dev or /sys the image had, even empty.
+        for point in MOUNT_POINTS:
+            if not os.path.lexists('%s/lower/%s' % (cdir, point)):
+                os.mkdir('%s/lower/%s' % (cdir, point), 0o755)
+                write(cdir + '/' + MOUNT_POINT_NOTE % point,
+                      'run made lower/%s: the image has none' % point)
     finally:
         ip_done()
     # overlayfs: reads come from upper, else lower; writes go to upper (a copy
@@ -613,15 +622,19 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
     explain('files', uuid)
     # A cgroup per container in each of the cpu, cpuacct and memory hierarchies.
     # bash: cgcreate -g "$cgroups:/$uuid"
-    run('cgcreate', '-g', '%s:/%s' % (controllers(), uuid))
+    # diverges (row 42): and one in the pids hierarchy (cgroup_args()).
+    run('cgcreate', *cgroup_args('/' + uuid))
     undo.append(lambda: cgdelete(uuid))
+    # pids.max: past it fork(2) and clone(2) fail with EAGAIN in the cgroup
+    # (the kernel's cgroup-v1/pids.rst), so a fork bomb stops there.
+    pids = ['pids.max=%d' % pids_limit] if pids_hierarchy() else []
     if cgroup_v2():
         # diverges (row 32): a cgroup v2 host has one hierarchy and other knobs (the bash
         # cannot run there): cpu.weight (1-10000, 100 by default) converted from
         # the shares as runc and crun do, and memory.max.
         shares = min(max(cpu_share, 2), 262144)  # as the v1 kernel clamps them
         cgset(uuid, 'cpu.weight=%d' % (1 + ((shares - 2) * 9999) // 262142),
-              'memory.max=%d' % (mem_limit * 1000000))
+              'memory.max=%d' % (mem_limit * 1000000), *pids)
         return
     # cpu.shares: a relative weight when the CPU is contended (1024 is a full share),
     # the value as given (checked by number(): the kernel reads 0x and 0 as it does).
@@ -629,7 +642,7 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, undo):
     cgset(uuid, 'cpu.shares=%s' % option('CPU_SHARE', '512'),
           # memory.limit_in_bytes: past it the kernel reclaims, then OOM-kills in the cgroup.
           # bash: : "${BOCKER_MEM_LIMIT:=512}" && cgset -r memory.limit_in_bytes="$((BOCKER_MEM_LIMIT * 1000000))" "$uuid"
-          'memory.limit_in_bytes=%d' % (mem_limit * 1000000))
+          'memory.limit_in_bytes=%d' % (mem_limit * 1000000), *pids)
 
 
 def cgset(uuid, *knobs):
@@ -671,7 +684,7 @@ def execute(image, uuid, cmd, signals):
     #         unshare -fmuip --mount-proc \
     #         chroot "$container_path/$uuid"/merged \
     #         /bin/sh -c "/bin/mount -t proc proc /proc && $cmd" \
-    argv = ['cgexec', '-g', '%s:%s' % (controllers(), uuid),
+    argv = ['cgexec', *cgroup_args(uuid),
             'ip', 'netns', 'exec', 'netns_' + uuid,
             'unshare', '-fmuip', '--mount-proc',
             *enter_argv(cdir + '/merged'), '/bin/sh', '-c', cmd]
@@ -726,15 +739,27 @@ def tee(proc, log, signals):
 
 
 def enter_argv(root):
-    """In place of the bash's `chroot ROOT`: this file's enter(), which also
-    drops capabilities. diverges (row 29): in the bash a container's root kept every
-    capability (it could mount filesystems, write /proc/sysrq-trigger), and its
-    /bin/sh mounted /proc itself, which needs CAP_SYS_ADMIN.
+    """In place of the bash's `chroot ROOT`: this file's enter(), which makes
+    the container's /proc and /dev, pivots into ROOT and confines the command.
+    diverges (row 29): in the bash a container's root kept every capability
+    (it could mount filesystems, write /proc/sysrq-trigger), and its /bin/sh
+    mounted /proc itself, which needs CAP_SYS_ADMIN.
     bocker.py is imported, as the shim does: from its cached bytecode, not
     compiled again inside the container's memory cgroup (-I: no PYTHON*
     variables, no working directory on the module path)."""
+    return python_step('__enter__', root)
+
+
+def join_argv(pid):
+    """exec's step in place of the bash's `chroot ROOT`: this file's join(),
+    which joins pid's mount namespace and with it the container's root."""
+    return python_step('__join__', pid)
+
+
+def python_step(step, arg):
+    """`python -I -S -c ENTER DIR STEP ARG`: bocker.py's STEP, imported from DIR."""
     return [sys.executable, '-I', '-S', '-c', ENTER, os.path.dirname(os.path.realpath(__file__)),
-            '__enter__', root]
+            step, arg]
 
 
 ENTER = 'import sys;sys.path[:0]=sys.argv[1:2];import bocker;sys.exit(bocker.main(sys.argv[1:]))'
@@ -747,20 +772,24 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
     need_container(uuid)                       # diverges (row 7): nor is img_N, or foo
     need_modules('plumbum')
+    need_libseccomp()
     # bash: cid="$(ps o ppid,pid | grep "^$(ps o pid,cmd | grep -E "^\ *[0-9]+ unshare.*$1" | awk '{print $1}')" | awk '{print $2}')"
     cid = container_pid(uuid)
     # bash: [[ ! "$cid" =~ ^\ *[0-9]+$ ]] && echo "Container '$1' exists but is not running" && exit 1
     if not re.fullmatch(r' *[0-9]+', cid):
         refuse("Container '%s' exists but is not running", uuid)
     explain('exec', uuid, cid)
-    # nsenter joins the namespaces of that process: -m mount, -u uts, -i ipc,
-    # -n net, -p pid (nsenter(1), setns(2)); chroot then enters its root.
+    # nsenter joins the namespaces of that process: -u uts, -i ipc, -n net,
+    # -p pid (nsenter(1), setns(2)); join() then joins its mount namespace,
+    # and with it the container's root.
     # bash: nsenter -t "$cid" -m -u -i -n -p chroot "$container_path/$1"/merged "${@:2}"
     # diverges (row 37): cgexec first puts it in the container's cgroups, so what
     # exec starts is held to the container's limits (the bash's escaped them).
-    return spawn_exec(['cgexec', '-g', '%s:%s' % (controllers(), uuid),
-                       'nsenter', '-t', cid, '-m', '-u', '-i', '-n', '-p',
-                       *enter_argv('%s/%s/merged' % (container_path, uuid)), *args[1:]])
+    # diverges (row 41): the mount namespace is joined by join(), not by nsenter's
+    # -m: after pivot_root the host's python is not in the container's root.
+    return spawn_exec(['cgexec', *cgroup_args(uuid),
+                       'nsenter', '-t', cid, '-u', '-i', '-n', '-p',
+                       *join_argv(cid), *args[1:]])
 
 
 def bocker_logs(*args):  #HELP View logs from a container:\nBOCKER logs <container_id>
@@ -799,13 +828,15 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
         # bash: mkdir "$overlay_path/$2" && cp -rf --reflink=auto "$container_path/$1"/merged/* "$overlay_path/$2" && sed -i "s/:.*$/:$(date +%Y%m%d-%H%M%S)/g" "$overlay_path/$2"/img.source
         os.mkdir(tmp)
         copy_tree(merged, tmp)
-        # /dev is the container's own tmpfs (enter()); an empty one here is the
-        # mount point run gave it (row 38), not a part of the image, where run
-        # says it made it (DEV_ADDED). An image's own /dev stays, empty or not.
-        dev = tmp + '/dev'
-        if os.path.exists('%s/%s/%s' % (container_path, uuid, DEV_ADDED)) and \
-                os.path.isdir(dev) and not os.path.islink(dev) and not os.listdir(dev):
-            os.rmdir(dev)
+        # /dev and /sys are the container's own (enter()); an empty one here is
+        # the mount point run gave it (rows 38, 45), not a part of the image,
+        # where run noted it made it. An image's own stays, empty or not.
+        for point in MOUNT_POINTS:
+            path = '%s/%s' % (tmp, point)
+            noted = '%s/%s/%s' % (container_path, uuid, MOUNT_POINT_NOTE % point)
+            if os.path.exists(noted) and os.path.isdir(path) and not os.path.islink(path) \
+                    and not os.listdir(path):
+                os.rmdir(path)
         # bash: sed -i "s/:.*$/:$(date +%Y%m%d-%H%M%S)/g" "$overlay_path/$2"/img.source
         stamp = time.strftime('%Y%m%d-%H%M%S')
         # diverges (row 30): only a regular img.source is rewritten; one the container
@@ -885,6 +916,8 @@ def dispatch(argv):
     into a container that enter_argv() starts)."""
     if argv[1:2] == ['__enter__'] and len(argv) > 3:
         return enter(*argv[2:])
+    if argv[1:2] == ['__join__'] and len(argv) > 3:
+        return join(*argv[2:])
     args = options(list(argv[1:]))
     # bash: [[ -z "${1-}" ]] && bocker_help "$0" && exit 1
     if not args or args[0] == '':          # diverges (row 10): also after --OPT alone
@@ -1200,8 +1233,10 @@ def inside(root, name):
 
 def container_pid(uuid):
     """The pid of the container's first process (pid 1 of its pid namespace):
-    the process whose root (chroot) is the container's merged dir (proc(5):
-    /proc/PID/root, NSpid). diverges (rows 1, 31): the bash greps `ps o ppid,pid`, which
+    the process whose root (pivot_root) is the container's merged dir: the
+    same directory of the same overlay mount, by device and inode (proc(5):
+    /proc/PID/root, NSpid; its path reads `/` from here, as it lies in another
+    mount namespace). diverges (rows 1, 31): the bash greps `ps o ppid,pid`, which
     finds nothing when ps right-aligns or has no terminal."""
     merged = '%s/%s/merged' % (container_path, uuid)
     try:
@@ -1213,12 +1248,7 @@ def container_pid(uuid):
         if not pid.isdigit():
             continue
         try:
-            # the same path and the same directory: another mount namespace may
-            # have a container of the same name
-            if os.readlink('/proc/%s/root' % pid) != merged:
-                continue
-            root = os.stat('/proc/%s/root' % pid)
-            if (root.st_dev, root.st_ino) != (mine.st_dev, mine.st_ino):
+            if not same_file(os.stat('/proc/%s/root' % pid), mine):
                 continue
             with open('/proc/%s/status' % pid) as f:
                 nspid = [l.split()[1:] for l in f if l.startswith('NSpid:')][0]
@@ -1226,6 +1256,11 @@ def container_pid(uuid):
             continue                           # gone meanwhile, or a kernel thread
         found.append((nspid[-1] != '1', int(pid)))
     return str(min(found)[1]) if found else ''
+
+
+def same_file(a, b):
+    """Do two stat results name one file (the same device and inode)?"""
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def stop(uuid):
@@ -1417,20 +1452,27 @@ def spawn_exec(argv):
     import ctypes
     import select
     signals = Signals()
-    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     me, chain = os.getpid(), []                # chain: the nsenter, once started
 
     def commands():
         return [pid for proc in chain for pid in children(proc.pid)] + \
             [pid for pid in children(me) if pid not in [proc.pid for proc in chain]]
 
+    def groups():
+        # The command leads a session and process group of its own (join()):
+        # a signal goes to the whole group, as a terminal's went to the
+        # foreground group (kill(2) with -PGID), and to the command itself
+        # while it has none yet.
+        return [-pid for pid in commands()] + commands()
+
     def kill(sig):
-        for pid in commands() + [proc.pid for proc in chain if proc.poll() is None]:
+        for pid in groups() + [proc.pid for proc in chain if proc.poll() is None]:
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-    signals.started(commands, kill, 'the command')   # before it starts: no signal lost
+    signals.started(groups, kill, 'the command')     # before it starts: no signal lost
     proc = spawn(argv).popen(stdin=None, stdout=None, stderr=None)
     chain.append(proc)
     pidfd = os.pidfd_open(proc.pid)
@@ -1454,12 +1496,20 @@ def reap(pids):
 
 
 # --- Entering a container: the step in place of the bash's chroot -----------------
+# run's last step (`bocker.py __enter__ ROOT CMD...`, started by unshare as the
+# container's pid 1) and exec's (`bocker.py __join__ PID CMD...`, started by
+# nsenter inside the container's other namespaces). Each is an ordered list of
+# steps, and each step names the man page that explains it.
 
-# Docker's default capabilities, less CAP_SYS_CHROOT (without pivot_root a
-# second chroot would lead out of the container) and CAP_MKNOD: capabilities(7).
+# Docker's default capabilities, less CAP_SYS_CHROOT (a container has no use
+# for a second root), CAP_MKNOD and CAP_AUDIT_WRITE (as podman drops them):
+# capabilities(7). CAP_NET_RAW stays, as Docker keeps it: busybox's ping (the
+# test image, the article's and upstream's examples) needs its raw ICMP
+# socket; the seccomp filter allows no other raw socket, no packet socket and
+# no IP_HDRINCL, which is what a forged frame or address needs (row 43).
 KEEP_CAPS = {0: 'chown', 1: 'dac_override', 3: 'fowner', 4: 'fsetid', 5: 'kill',
              6: 'setgid', 7: 'setuid', 8: 'setpcap', 10: 'net_bind_service',
-             13: 'net_raw', 29: 'audit_write', 31: 'setfcap'}
+             13: 'net_raw', 31: 'setfcap'}
 
 
 # Docker keeps CAP_MKNOD and stops device nodes with its devices cgroup; bocker
@@ -1475,79 +1525,166 @@ PROC_READ_ONLY = ('bus', 'fs', 'irq', 'sys', 'sysrq-trigger')
 PROC_MASKED = ('acpi', 'asound', 'kcore', 'keys', 'latency_stats', 'timer_list', 'timer_stats',
                'sched_debug', 'scsi')
 
+# The mount points enter() needs besides /proc, which run adds to a container's
+# lower layer where its image has none.
+MOUNT_POINTS = ('dev', 'sys')
+
+# The kernel's numbers the enter step passes (mount(2), umount(2), prctl(2),
+# keyctl(2), setns(2)), named once.
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
+MNT_DETACH = 2
+PR_SET_CHILD_SUBREAPER, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 36, 24, 38
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+KEYCTL_JOIN_SESSION_KEYRING = 1
+CLONE_NEWNS, CLONE_NEWCGROUP = 0x00020000, 0x02000000
+
+# What a container's command finds in its environment (environ(7)), as Docker
+# and podman give it: nothing of the caller's but TERM.
+CONTAINER_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+
+# ping as any user of the container, as Docker allows it: ICMP echo sockets
+# (socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP), icmp(7)) for every group, in the
+# container's netns only.
+PING_GROUP_RANGE = '0 2147483647'
+
 
 def enter(root, *argv):
-    """The last step into a container (`bocker.py __enter__ ROOT CMD...`, see
-    enter_argv()), run by unshare as the container's pid 1, or by nsenter for
-    exec (which finds all of it made already, in the mount namespace it joins):
-    - its root remounted nodev (mount(2): MS_REMOUNT|MS_BIND|MS_NODEV, in the
-      container's own mount namespace only): a device node in the image, or
-      one it makes, opens no device of the host;
-    - its own /proc (proc(5)), with PROC_READ_ONLY read-only bind mounts
-      (mount(2): MS_BIND|MS_RDONLY) and PROC_MASKED hidden under /dev/null or
-      an empty read-only tmpfs, as runc and Docker mask them;
-    - its own /dev, as runc makes one (make_dev());
-    - chroot(2) into ROOT;
-    - the capability bounding set cut to KEEP_CAPS, ambient capabilities
-      cleared and no_new_privs set (prctl(2)), so the command, though root,
-      can neither mount nor remount, nor make device nodes, nor chroot again,
-      nor regain them;
-    - exec the command, as chroot(1) does."""
-    import ctypes
+    """The last step into a new container, as its pid 1 (see enter_argv()).
+    Each step below says what it does; compat/teaching.md teaches them on
+    the side-by-side page. The mounts are made in the container's new mount
+    namespace, which unshare made private: none of them shows on the host."""
+    libc, seccomp = c_libraries()
+    default_signals()
+    # A session of its own (setsid(2)): no controlling terminal and no process
+    # group of the caller's, so the command can neither type into the caller's
+    # terminal (TIOCSTI, ioctl_tty(2)) nor signal the caller (`kill 0`).
+    # diverges (row 44): the bash ran it in the caller's session.
+    os.setsid()
+    # A session keyring of its own (keyrings(7)), not the caller's.
+    syscall(libc, 'keyctl', KEYCTL_JOIN_SESSION_KEYRING, None)
+    mount = mounter(libc)
+    proc = root + '/proc'
+    mount(None, root, None, MS_REMOUNT | MS_BIND | MS_NODEV)
+    mount(b'proc', proc, b'proc', MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    make_dev(root + '/dev', mount)
+    make_sys(root + '/sys', mount, libc)
+    with open(proc + '/sys/net/ipv4/ping_group_range', 'w') as f:
+        f.write(PING_GROUP_RANGE)
+    for name in PROC_READ_ONLY:                # the host's kernel switches: read-only
+        path = '%s/%s' % (proc, name)
+        if os.path.exists(path):
+            mount(path.encode(), path, None, MS_BIND)
+            mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    for name in PROC_MASKED:                   # what the host's kernel shows of itself: hidden
+        path = '%s/%s' % (proc, name)
+        if os.path.isdir(path):
+            mount(b'tmpfs', path, b'tmpfs', MS_RDONLY, b'size=0')
+        elif os.path.exists(path):             # the container's /dev/null, never the host's
+            mount((root + '/dev/null').encode(), path, None, MS_BIND)
+            mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
+    # pivot_root(".", "."): the new root and the old one (the host's) stacked on
+    # the same directory; the old one, on top, is then detached (umount2(2)).
+    # diverges (row 41): the bash's chroot kept the host's root there.
+    os.chdir(root)
+    syscall(libc, 'pivot_root', b'.', b'.')
+    if libc.umount2(b'.', MNT_DETACH) != 0:
+        raise c_error('umount2', '.')
+    os.chdir('/')
+    drop_capabilities(libc)
+    # diverges (row 43): the bash's container reached every system call.
+    seccomp_load(seccomp)
+    return exec_command(argv, container_env())
+
+
+def join(pid, *argv):
+    """exec's last step (`bocker.py __join__ PID CMD...`, see join_argv()),
+    started by nsenter in the container's pid, net, uts and ipc namespaces.
+    The same steps as enter(), but for the mounts, which it finds made: it
+    joins pid PID's cgroup namespace and mount namespace itself, once this
+    Python and its libraries are loaded from the host; setns(2) with
+    CLONE_NEWNS also makes that namespace's root, the container's, its root
+    and working directory."""
+    libc, seccomp = c_libraries()
+    default_signals()
+    os.setsid()
+    syscall(libc, 'keyctl', KEYCTL_JOIN_SESSION_KEYRING, None)
+    for name, kind in (('cgroup', CLONE_NEWCGROUP), ('mnt', CLONE_NEWNS)):
+        fd = os.open('/proc/%s/ns/%s' % (pid, name), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if libc.setns(fd, kind) != 0:
+                raise c_error('setns', '/proc/%s/ns/%s' % (pid, name))
+        finally:
+            os.close(fd)
+    os.chdir('/')
+    drop_capabilities(libc)
+    seccomp_load(seccomp)
+    return exec_command(argv, container_env())
+
+
+def default_signals():
+    """The signal dispositions a shell gives: Python ignores SIGPIPE and
+    SIGXFSZ, and exec keeps ignored signals (signal(7)), so `yes | head -1`
+    would complain of a broken pipe instead of ending quietly."""
     import _signal as signal                   # the C module: signal's enums are not needed here
-    libc = ctypes.CDLL(None, use_errno=True)
-    # Python ignores SIGPIPE and SIGXFSZ, and exec keeps ignored signals: give
-    # the command the defaults it would get from a shell (signal(7)), or
-    # `yes | head -1` complains of a broken pipe instead of ending quietly.
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
 
-    def mount(source, target, fstype, flags, data=None):
-        if os.path.islink(target):             # never a mount through the image's links
-            raise OSError(40, 'mount: a symlink', target)
-        if libc.mount(source, target.encode(), fstype, flags, data) != 0:
-            raise OSError(ctypes.get_errno(), 'mount: ' + os.strerror(ctypes.get_errno()), target)
-    ms_rdonly, ms_nosuid, ms_nodev, ms_noexec, ms_remount, ms_bind = 1, 2, 4, 8, 32, 4096
-    proc = root + '/proc'
-    if not os.path.exists(proc + '/self'):     # run: not yet mounted
-        mount(None, root, None, ms_remount | ms_bind | ms_nodev)
-        mount(b'proc', proc, b'proc', ms_nosuid | ms_nodev | ms_noexec)
-        for name in PROC_READ_ONLY:            # the host's kernel switches: read-only
-            path = '%s/%s' % (proc, name)
-            if os.path.exists(path):
-                mount(path.encode(), path, None, ms_bind)
-                mount(None, path, None, ms_bind | ms_remount | ms_rdonly)
-        for name in PROC_MASKED:               # what the host's kernel shows of itself: hidden
-            path = '%s/%s' % (proc, name)
-            if os.path.isdir(path):
-                mount(b'tmpfs', path, b'tmpfs', ms_rdonly, b'size=0')
-            elif os.path.exists(path):
-                mount(b'/dev/null', path, None, ms_bind)
-        make_dev(root + '/dev', mount, ms_nosuid, ms_nodev, ms_noexec)
+
+def drop_capabilities(libc):
+    """The capability bounding set cut to KEEP_CAPS, ambient capabilities
+    cleared and no_new_privs set (prctl(2)), so the command, though root,
+    can neither mount, nor make device nodes, nor regain them through a
+    setuid program."""
     with open('/proc/sys/kernel/cap_last_cap') as f:
         last_cap = int(f.read())
-    os.chroot(root)
-    os.chdir('/')
-    pr_capbset_drop, pr_set_no_new_privs, pr_cap_ambient, clear_all = 24, 38, 47, 4
     for cap in range(last_cap + 1):
-        if cap not in KEEP_CAPS and libc.prctl(pr_capbset_drop, cap, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), 'prctl(PR_CAPBSET_DROP): ' + os.strerror(ctypes.get_errno()))
-    libc.prctl(pr_cap_ambient, clear_all, 0, 0, 0)
-    libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0)
-    # execvp(3)'s PATH search, done here: Python's would import a module, and
-    # the host's library is out of reach after chroot.
-    search = ['']
-    if '/' not in argv[0]:
-        search = os.environ.get('PATH', '/usr/local/bin:/usr/bin:/bin').split(':')
+        if cap not in KEEP_CAPS and libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise c_error('prctl', 'PR_CAPBSET_DROP')
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+
+def exec_command(argv, env):
+    """execve(2) the command with env, searching PATH as execvp(3) does
+    (Python's own search would import a module: the host's library is out
+    of reach in the container's root); on failure chroot(1)'s words and
+    status."""
+    search = [''] if '/' in argv[0] else env['PATH'].split(':')
     error = None
     for directory in search:
         try:
-            os.execv(os.path.join(directory, argv[0]), argv)
+            os.execve(os.path.join(directory, argv[0]), argv, env)
         except OSError as e:
             error = error if error and e.errno == 2 else e
-    # chroot(1)'s words and status
     sys.stderr.write("chroot: failed to run command '%s': %s\n" % (argv[0], error.strerror))
     return 126 if error.errno == 13 else 127
+
+
+def container_env():
+    """PATH, HOSTNAME (the container's, uname(2) in its uts namespace), HOME,
+    and TERM when the caller has one. diverges (row 40): the bash passed the
+    caller's whole environment on, secrets and all."""
+    env = {'PATH': CONTAINER_PATH, 'HOSTNAME': os.uname().nodename, 'HOME': '/root'}
+    if os.environ.get('TERM'):
+        env['TERM'] = os.environ['TERM']
+    return env
+
+
+def mounter(libc):
+    """mount(2) for enter(): never through one of the image's symlinks."""
+    def mount(source, target, fstype, flags, data=None):
+        if os.path.islink(target):
+            raise OSError(40, 'mount: a symlink', target)
+        if libc.mount(source, target.encode(), fstype, flags, data) != 0:
+            raise c_error('mount', target)
+    return mount
+
+
+def c_error(call, what):
+    """The OSError of a C call that failed (errno(3))."""
+    import ctypes
+    errno = ctypes.get_errno()
+    return OSError(errno, '%s: %s' % (call, os.strerror(errno)), what)
 
 
 # /dev as runc and Docker give it: character devices with their usual numbers
@@ -1560,24 +1697,226 @@ DEV_LINKS = (('fd', '/proc/self/fd'), ('stdin', '/proc/self/fd/0'), ('stdout', '
              ('stderr', '/proc/self/fd/2'), ('ptmx', 'pts/ptmx'))
 
 
-def make_dev(dev, mount, ms_nosuid, ms_nodev, ms_noexec):
-    """The container's /dev (enter(), before chroot): a tmpfs (tmpfs(5)) over
-    the image's /dev, holding DEV_NODES, DEV_LINKS, a devpts of its own at
-    /dev/pts (a new instance: its ptys are the container's alone, devpts(5)
+def make_dev(dev, mount):
+    """The container's /dev (enter(), before pivot_root): a tmpfs (tmpfs(5))
+    over the image's /dev, holding DEV_NODES, DEV_LINKS, a devpts of its own
+    at /dev/pts (a new instance: its ptys are the container's alone, devpts(5)
     and pts(4)) and a tmpfs at /dev/shm for POSIX shared memory (shm_overview(7)).
     All of it lives in the container's mount namespace: nothing lands in
     upper, so nothing in a commit."""
-    mount(b'tmpfs', dev, b'tmpfs', ms_nosuid, b'mode=755,size=65536k')
+    mount(b'tmpfs', dev, b'tmpfs', MS_NOSUID, b'mode=755,size=65536k')
     for name, major, minor in DEV_NODES:
         os.mknod('%s/%s' % (dev, name), 0o20666, os.makedev(major, minor))
         os.chmod('%s/%s' % (dev, name), 0o666)     # not the umask's
     for name, target in DEV_LINKS:
         os.symlink(target, '%s/%s' % (dev, name))
     os.mkdir(dev + '/pts', 0o755)
-    mount(b'devpts', dev + '/pts', b'devpts', ms_nosuid | ms_noexec,
+    mount(b'devpts', dev + '/pts', b'devpts', MS_NOSUID | MS_NOEXEC,
           b'newinstance,ptmxmode=0666,mode=0620,gid=5')
     os.mkdir(dev + '/shm', 0o755)
-    mount(b'shm', dev + '/shm', b'tmpfs', ms_nosuid | ms_nodev | ms_noexec, b'mode=1777,size=65536k')
+    mount(b'shm', dev + '/shm', b'tmpfs', MS_NOSUID | MS_NODEV | MS_NOEXEC, b'mode=1777,size=65536k')
+
+
+def make_sys(sys_dir, mount, libc):
+    """The container's /sys, as runc gives it: a sysfs (sysfs(5)) read-only,
+    which shows the network devices of the network namespace it is mounted
+    in, the container's; and at /sys/fs/cgroup its own cgroups, read-only,
+    in a cgroup namespace of its own (cgroup_namespaces(7)) rooted at its
+    cgroup ps_N, so `cat /sys/fs/cgroup/memory.max` (v2) or
+    `/sys/fs/cgroup/memory/memory.limit_in_bytes` (v1) shows its limit and
+    /proc/self/cgroup shows `/`. diverges (row 45): the bash's container had
+    no /sys."""
+    ro = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    mount(b'sysfs', sys_dir, b'sysfs', ro)
+    if libc.unshare(CLONE_NEWCGROUP) != 0:
+        raise c_error('unshare', 'CLONE_NEWCGROUP')
+    top = sys_dir + '/fs/cgroup'
+    # The hierarchies as the kernel lists this process's cgroups (proc(5):
+    # /proc/self/cgroup): `ip netns exec` mounted a sysfs of its own over
+    # the host's /sys, so no cgroup mount is left here to read them from.
+    with open('/proc/self/cgroup') as f:
+        groups = [line.split(':')[1] for line in f]
+    wanted = set(cgroups.split(',')) | {'pids'}
+    v1 = [names for names in groups if wanted & set(names.split(','))]
+    if not v1:                                 # cgroup v2 only: its one hierarchy
+        mount(b'cgroup2', top, b'cgroup2', ro)
+        return
+    mount(b'cgroup', top, b'tmpfs', MS_NOSUID | MS_NODEV | MS_NOEXEC, b'mode=755,size=64k')
+    for names in v1:                           # cpu,cpuacct (or cpu), memory, pids
+        os.mkdir('%s/%s' % (top, names), 0o755)
+        mount(b'cgroup', '%s/%s' % (top, names), b'cgroup', ro, names.encode())
+        for controller in names.split(','):    # cpu -> cpu,cpuacct, as systemd links them
+            if controller != names:
+                os.symlink(names, '%s/%s' % (top, controller))
+    mount(None, top, None, MS_REMOUNT | MS_BIND | ro)
+
+
+# --- Seccomp: the system calls a container may make --------------------------------
+# A seccomp filter (seccomp(2)) is a small program the kernel runs at every
+# system call of the process and its children, for ever: it allows the call, or
+# makes it fail. bocker's filter is Docker's default profile for a container
+# without CAP_SYS_ADMIN and the other capabilities bocker drops: the calls
+# below are allowed; every other one fails with EPERM, as if it needed a
+# privilege the container lacks. The filter is built by libseccomp (Debian's
+# libseccomp2, seccomp_init(3), seccomp_rule_add(3), seccomp_load(3)) through
+# ctypes, not written by hand as BPF; docs/BENCHMARK.md has what it costs.
+
+SECCOMP_ALLOWED = '''
+    accept accept4 access adjtimex alarm bind brk capget capset chdir chmod chown
+    clock_adjtime clock_getres clock_gettime clock_nanosleep close close_range connect
+    copy_file_range creat dup dup2 dup3 epoll_create epoll_create1 epoll_ctl epoll_ctl_old
+    epoll_pwait epoll_pwait2 epoll_wait epoll_wait_old eventfd eventfd2 execve execveat exit
+    exit_group faccessat faccessat2 fadvise64 fallocate fanotify_mark fchdir fchmod fchmodat
+    fchown fchownat fcntl fdatasync fgetxattr flistxattr flock fork fremovexattr fsetxattr
+    fstat fstatfs fsync ftruncate futex futex_waitv futimesat getcpu getcwd getdents
+    getdents64 getegid geteuid getgid getgroups getitimer getpeername getpgid getpgrp getpid
+    getppid getpriority getrandom getresgid getresuid getrlimit get_robust_list getrusage
+    getsid getsockname getsockopt get_thread_area gettid gettimeofday getuid getxattr
+    inotify_add_watch inotify_init inotify_init1 inotify_rm_watch io_cancel ioctl io_destroy
+    io_getevents io_pgetevents ioprio_get ioprio_set io_setup io_submit ipc kill
+    landlock_add_rule landlock_create_ruleset landlock_restrict_self lchown lgetxattr link
+    linkat listen listxattr llistxattr lremovexattr lseek lsetxattr lstat madvise membarrier
+    memfd_create memfd_secret mincore mkdir mkdirat mknod mknodat mlock mlock2 mlockall mmap
+    mprotect mq_getsetattr mq_notify mq_open mq_timedreceive mq_timedsend mq_unlink mremap
+    msgctl msgget msgrcv msgsnd msync munlock munlockall munmap name_to_handle_at nanosleep
+    newfstatat open openat openat2 pause pidfd_open pidfd_send_signal pipe pipe2 pkey_alloc
+    pkey_free pkey_mprotect poll ppoll prctl pread64 preadv preadv2 prlimit64
+    process_mrelease pselect6 pwrite64 pwritev pwritev2 read readahead readlink readlinkat
+    readv recvfrom recvmmsg recvmsg remap_file_pages removexattr rename renameat renameat2
+    restart_syscall rmdir rseq rt_sigaction rt_sigpending rt_sigprocmask rt_sigqueueinfo
+    rt_sigreturn rt_sigsuspend rt_sigtimedwait rt_tgsigqueueinfo sched_getaffinity
+    sched_getattr sched_getparam sched_get_priority_max sched_get_priority_min
+    sched_getscheduler sched_rr_get_interval sched_setaffinity sched_setattr sched_setparam
+    sched_setscheduler sched_yield seccomp select semctl semget semop semtimedop sendfile
+    sendmmsg sendmsg sendto setfsgid setfsuid setgid setgroups setitimer setpgid setpriority
+    setregid setresgid setresuid setreuid setrlimit set_robust_list setsid
+    set_thread_area set_tid_address setuid setxattr shmat shmctl shmdt shmget shutdown
+    sigaltstack signalfd signalfd4 socketpair splice stat statfs statx symlink symlinkat
+    sync sync_file_range syncfs sysinfo tee tgkill time timer_create timer_delete
+    timer_getoverrun timer_gettime timer_settime timerfd_create timerfd_gettime
+    timerfd_settime times tkill truncate umask uname unlink unlinkat utime utimensat utimes
+    vfork vmsplice wait4 waitid write writev
+    ptrace process_vm_readv process_vm_writev arch_prctl modify_ldt
+'''.split()
+# (the last line: ptrace and the process_vm calls are safe under seccomp since
+# Linux 4.8; arch_prctl and modify_ldt are x86's. Docker's list also has the
+# io_uring calls: left out here, as containerd and podman now leave them out,
+# for the kernel bugs reached through them; and keyctl, add_key, request_key
+# are not on it: a container cannot reach any keyring, keyrings(7).)
+
+# Allowed with arguments only (seccomp_rule_add(3): SCMP_A0 comparisons):
+# socket(2) of the families a container uses: Unix, netlink (`ip` talks to the
+# kernel through it, netlink(7)), IPv4 and IPv6 as streams, datagrams and
+# seqpackets, and raw only for ICMP (ping: raw(7)). Docker allows all but vsock;
+# a packet socket (packet(7), or IPv4's old SOCK_PACKET) reads and forges whole
+# frames on br1 (ARP: another container's address), a raw socket of another
+# protocol or with IP_HDRINCL forges the IP header (a source address), and the
+# rare families have been where the kernel's bugs were.
+AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
+SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET = 1, 2, 3, 5
+IPPROTO_IP, IPPROTO_ICMP, IPPROTO_IPV6, IPPROTO_ICMPV6 = 0, 1, 41, 58
+IPPROTO_TCP, IP_HDRINCL, IPV6_HDRINCL, TCP_INQ = 6, 3, 36, 36
+PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xffffffff)   # personality(2): the usual ones, and a query
+# clone(2) without any CLONE_NEW* flag: no new namespace (clone3(2), whose
+# flags a filter cannot read, fails with ENOSYS so that libc falls back to clone)
+CLONE_NEW_FLAGS = 0x7e020000
+
+SCMP_ACT_ALLOW = 0x7fff0000
+SCMP_CMP_NE, SCMP_CMP_EQ, SCMP_CMP_MASKED_EQ = 1, 4, 7
+EPERM, ENOSYS = 1, 38
+
+
+def scmp_act_errno(errno):
+    """The action that makes a call fail with errno."""
+    return 0x00050000 | errno
+
+
+def c_libraries():
+    """libc and libseccomp through ctypes, loaded from the host before the
+    container's root is entered; SYSCALLS filled with this machine's numbers
+    of the calls glibc has no wrapper for."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    lib = ctypes.CDLL('libseccomp.so.2', use_errno=True)
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                                           ctypes.c_uint, ctypes.c_void_p]
+    lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    for name in ('keyctl', 'pivot_root'):
+        SYSCALLS[name] = lib.seccomp_syscall_resolve_name(name.encode())
+    return libc, seccomp_filter(lib)
+
+
+SYSCALLS = {}                                  # name: number, see c_libraries()
+
+
+def seccomp_filter(lib):
+    """The filter, built (not loaded): Docker's default profile as above."""
+    import ctypes
+
+    class ScmpArgCmp(ctypes.Structure):        # struct scmp_arg_cmp: SCMP_A0(op, a, b)
+        _fields_ = [('arg', ctypes.c_uint), ('op', ctypes.c_int),
+                    ('datum_a', ctypes.c_uint64), ('datum_b', ctypes.c_uint64)]
+    ctx = lib.seccomp_init(scmp_act_errno(EPERM))
+    if not ctx:
+        raise OSError(12, 'seccomp_init failed')
+
+    def rule(action, name, *cmps):
+        nr = lib.seccomp_syscall_resolve_name(name.encode())
+        if nr < 0:                             # no such call on this machine
+            return
+        array = (ScmpArgCmp * len(cmps))(*[ScmpArgCmp(*cmp) for cmp in cmps])
+        code = lib.seccomp_rule_add_array(ctx, action, nr, len(cmps), array)
+        if code < 0:
+            raise OSError(-code, 'seccomp_rule_add: %s: %s' % (name, os.strerror(-code)))
+    for name in SECCOMP_ALLOWED:
+        rule(SCMP_ACT_ALLOW, name)
+    for family in (AF_UNIX, AF_NETLINK):
+        rule(SCMP_ACT_ALLOW, 'socket', (0, SCMP_CMP_EQ, family, 0))
+    for family, icmp in ((AF_INET, IPPROTO_ICMP), (AF_INET6, IPPROTO_ICMPV6)):
+        for kind in (SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET):   # the type's low bits: not SOCK_CLOEXEC
+            rule(SCMP_ACT_ALLOW, 'socket', (0, SCMP_CMP_EQ, family, 0),
+                 (1, SCMP_CMP_MASKED_EQ, 0xf, kind))
+        rule(SCMP_ACT_ALLOW, 'socket', (0, SCMP_CMP_EQ, family, 0),
+             (1, SCMP_CMP_MASKED_EQ, 0xf, SOCK_RAW), (2, SCMP_CMP_EQ, icmp, 0))
+    # setsockopt(2) but IP_HDRINCL and IPV6_HDRINCL. A rule compares each
+    # argument once, with = or != (libseccomp's < and > misjudge 64-bit
+    # arguments across rules), so: IPv4's level with any option but its
+    # HDRINCL; any other level with any option but 36 (IPV6_HDRINCL; at the
+    # socket level SO_MARK, which needs CAP_NET_ADMIN anyway); and TCP's 36.
+    rule(SCMP_ACT_ALLOW, 'setsockopt', (1, SCMP_CMP_EQ, IPPROTO_IP, 0), (2, SCMP_CMP_NE, IP_HDRINCL, 0))
+    rule(SCMP_ACT_ALLOW, 'setsockopt', (1, SCMP_CMP_NE, IPPROTO_IP, 0), (2, SCMP_CMP_NE, IPV6_HDRINCL, 0))
+    rule(SCMP_ACT_ALLOW, 'setsockopt', (1, SCMP_CMP_EQ, IPPROTO_TCP, 0), (2, SCMP_CMP_EQ, TCP_INQ, 0))
+    for persona in PERSONALITIES:
+        rule(SCMP_ACT_ALLOW, 'personality', (0, SCMP_CMP_EQ, persona, 0))
+    rule(SCMP_ACT_ALLOW, 'clone', (0, SCMP_CMP_MASKED_EQ, CLONE_NEW_FLAGS, 0))
+    rule(scmp_act_errno(ENOSYS), 'clone3')
+    return (lib, ctx)
+
+
+def seccomp_load(seccomp):
+    """Load the filter into the kernel (seccomp_load(3); it sets no_new_privs,
+    which a filter needs): the last step before exec."""
+    lib, ctx = seccomp
+    code = lib.seccomp_load(ctx)
+    if code < 0:
+        raise OSError(-code, 'seccomp_load: %s' % os.strerror(-code))
+
+
+def syscall(libc, name, *args):
+    """A system call glibc has no wrapper for, by its number (syscall(2));
+    its result, or an OSError. Numbers go as C longs, as syscall(2) reads
+    them (a C int would leave the register's upper half unset)."""
+    import ctypes
+    libc.syscall.restype = ctypes.c_long
+    result = libc.syscall(ctypes.c_long(SYSCALLS[name]),
+                          *[ctypes.c_long(a) if isinstance(a, int) else a for a in args])
+    if result < 0:
+        raise c_error(name, '')
+    return result
 
 
 # --- What the kernel holds: mounts, cgroups, network links -----------------------
@@ -1643,8 +1982,34 @@ def cgroup_dir(uuid):
 
 
 def controllers():
-    """The bash's $cgroups; v2 has no cpuacct (cpu accounting is built in)."""
-    return 'cpu,memory' if cgroup_v2() else cgroups
+    """The bash's $cgroups; v2 has no cpuacct (cpu accounting is built in),
+    and its one cgroup has the pids controller too."""
+    if cgroup_v2():
+        return 'cpu,memory,pids' if pids_hierarchy() else 'cpu,memory'
+    return cgroups
+
+
+def pids_hierarchy():
+    """Where the pids controller is (cgroups(7)): 'v1' (a hierarchy of its
+    own, beside the bash's), 'v2' (in the unified one: cgroup.controllers),
+    or '' (none: no pids limit on this host)."""
+    found = cgroup_hierarchies()
+    if 'pids' in found:
+        return 'v1'
+    if cgroup_v2():
+        try:
+            with open(found[''][0] + '/cgroup.controllers') as f:
+                return 'v2' if 'pids' in f.read().split() else ''
+        except OSError:
+            return ''
+    return ''
+
+
+def cgroup_args(path):
+    """`-g CONTROLLERS:PATH` for cgcreate and cgexec (cgcreate(1), cgexec(1)):
+    the bash's, and `-g pids:PATH` on a v1 host with the pids hierarchy."""
+    return ['-g', '%s:%s' % (controllers(), path)] + (
+        ['-g', 'pids:' + path] if pids_hierarchy() == 'v1' else [])
 
 
 def link_exists(name):
@@ -1694,6 +2059,24 @@ def need_modules(*names):
         fail('missing Python package%s %s: install with `make deps` in %s' % (
             's' if len(missing) > 1 else '', ', '.join(missing),
             os.path.dirname(os.path.realpath(__file__))))
+
+
+def need_libseccomp():
+    """The library enter() and join() build the seccomp filter with (Debian's
+    libseccomp2): without it, one line before anything is made. Looked up as
+    the dynamic loader finds it (ld.so(8): LD_LIBRARY_PATH, then the cache
+    ldconfig writes), without loading it here: that would cost ctypes."""
+    dirs = [d for d in os.environ.get('LD_LIBRARY_PATH', '').split(':') if d]
+    if any(os.path.exists(d + '/libseccomp.so.2') for d in dirs):
+        return
+    try:
+        with open('/etc/ld.so.cache', 'rb') as f:
+            if b'libseccomp.so.2\0' in f.read():
+                return
+    except OSError:
+        pass
+    fail('libseccomp.so.2 not found: install libseccomp2 (make run-deps in %s)'
+         % os.path.dirname(os.path.realpath(__file__)))
 
 
 def need_bridge():
@@ -1774,7 +2157,9 @@ EXPLAIN_STEPS = {
         'hierarchy of each controller, cgset writes its files. cpu.shares is the '
         'weight when CPUs are contended (1024 a full share; cgroup v2: cpu.weight); '
         'memory.limit_in_bytes is where the kernel reclaims, then OOM-kills in the '
-        'cgroup (v2: memory.max). No process is in it yet.',
+        'cgroup (v2: memory.max). bocker.py adds a cgroup in the pids hierarchy: '
+        'past pids.max, fork(2) fails in it, so a fork bomb stops there. No process '
+        'is in them yet.',
         'cgcreate(1), cgset(1), cgroups(7)', True),
     'container': ('run', 6, "the container: its pid 1", (
         'cgexec -g "$cgroups:$uuid"', '2>&1 | tee'),
@@ -1782,10 +2167,13 @@ EXPLAIN_STEPS = {
         'the network namespace (setns(2)) and execs unshare: -m, -u, -i make new '
         'mount, hostname and IPC namespaces, -p a new pid namespace whose first '
         'process, forked by -f, is its pid 1. bocker.py\'s enter step (in place of '
-        'chroot) mounts the container\'s /proc, makes merged its root (chroot(2)), '
-        'drops capabilities and execs /bin/sh -c CMD; tee shows and logs its output.',
+        'chroot) starts a session and keyring of its own, mounts the container\'s '
+        '/proc and /dev, makes merged the root of its mount namespace and detaches '
+        'the host\'s (pivot_root(2)), drops capabilities, loads a seccomp filter and '
+        'execs /bin/sh -c CMD with an environment of its own; tee shows and logs its '
+        'output.',
         'cgexec(1), ip-netns(8), unshare(1), namespaces(7), pid_namespaces(7), '
-        'chroot(2), capabilities(7)', False),
+        'setsid(2), keyrings(7), pivot_root(2), capabilities(7), seccomp(2)', False),
     'cleanup': ('run', 7, 'the command ended: cleanup', (
         'ip link del dev veth0_"$uuid"', 'ip netns del netns_"$uuid"'),
         'Deleting one end of a veth deletes both; deleting the name in /run/netns '
@@ -1800,12 +2188,14 @@ EXPLAIN_STEPS = {
         'proc(5), pid_namespaces(7)', True),
     'exec-nsenter': ('exec', 2, 'nsenter: into its namespaces', (
         'nsenter -t "$cid"',),
-        'cgexec first moves it into the container\'s cgroups (cpu, cpuacct, memory), '
-        'so its limits hold for what exec starts; '
-        'nsenter joins the namespaces of that process with setns(2): -m mount, -u '
+        'cgexec first moves it into the container\'s cgroups (cpu, cpuacct, memory, '
+        'pids), so its limits hold for what exec starts; '
+        'nsenter joins the namespaces of that process with setns(2): -u '
         'hostname, -i IPC, -n network, -p pid (it forks, as only a child enters a '
-        'pid namespace); enter then chroots into merged, drops capabilities and '
-        'execs the command, which so sees what the container sees.',
+        'pid namespace); bocker.py\'s join step then joins its mount namespace, '
+        'whose root is the container\'s, and takes enter\'s other steps (session, '
+        'keyring, capabilities, seccomp filter, environment) before it execs the '
+        'command, which so sees what the container sees.',
         'cgexec(1), nsenter(1), setns(2), namespaces(7)', True),
     'rm-found': ('rm', 1, 'what there is to remove', (
         'if [[ -d "$overlay_path/$1" ]];then',),
@@ -2102,8 +2492,8 @@ def proc_cgroups(pid):
     return found
 
 
-EXPLAIN_KNOBS = {'cpu': ('cpu.shares',), 'memory': ('memory.limit_in_bytes',)}
-EXPLAIN_KNOBS_V2 = ('cpu.weight', 'memory.max')
+EXPLAIN_KNOBS = {'cpu': ('cpu.shares',), 'memory': ('memory.limit_in_bytes',), 'pids': ('pids.max',)}
+EXPLAIN_KNOBS_V2 = ('cpu.weight', 'memory.max', 'pids.max')
 
 
 def explain_knobs(paths, indent='', procs=False):
@@ -2112,7 +2502,7 @@ def explain_knobs(paths, indent='', procs=False):
     processes it holds: procs)."""
     v2 = cgroup_v2()
     out = []
-    for ctrl in ('',) if v2 else controllers().split(','):
+    for ctrl in hierarchies():
         path = paths.get(ctrl, '?')
         d = hierarchy_dir(ctrl, path)
         if d is None:
@@ -2141,8 +2531,14 @@ def made_cgroups(uuid):
     libcgroup makes UUID in the directory where each hierarchy is mounted, so
     its path is the mount's root (mountinfo) and UUID."""
     found = cgroup_hierarchies()
-    return {c: found.get(c, ('', '/'))[1].rstrip('/') + '/' + uuid
-            for c in (('',) if cgroup_v2() else controllers().split(','))}
+    return {c: found.get(c, ('', '/'))[1].rstrip('/') + '/' + uuid for c in hierarchies()}
+
+
+def hierarchies():
+    """The hierarchies a container has a cgroup in, by controller ('': v2's one)."""
+    if cgroup_v2():
+        return ['']
+    return controllers().split(',') + (['pids'] if pids_hierarchy() == 'v1' else [])
 
 
 def explain_cgroups(uuid):
@@ -2181,7 +2577,7 @@ def explain_wait(uuid, proc):
                 argv = f.read().split(b'\0')
             # chrooted, and enter() has exec'd the command: its argv is there
             # (empty while execve(2) is under way, its credentials set before)
-            if os.readlink('/proc/%s/root' % pid) == merged and argv[0] and \
+            if same_file(os.stat('/proc/%s/root' % pid), os.stat(merged)) and argv[0] and \
                     b'__enter__' not in argv:
                 then = explain_read_pid(pid)
                 break
@@ -2235,6 +2631,11 @@ def explain_read_pid(pid, late=True):
     with open('/proc/%s/cmdline' % pid, 'rb') as f:
         got['cmdline'] = f.read().rstrip(b'\0').replace(b'\0', b' ').decode('utf-8', 'replace')
     got['root'] = os.readlink('/proc/%s/root' % pid)
+    with open('/proc/%s/stat' % pid) as f:                  # after the name: state ppid pgrp session tty
+        got['stat'] = f.read().rsplit(')', 1)[1].strip()
+    with open('/proc/%s/environ' % pid, 'rb') as f:
+        got['environ'] = [v.split(b'=', 1)[0].decode('utf-8', 'replace') + '=...'
+                          for v in f.read().split(b'\0') if v]
     return got
 
 
@@ -2254,7 +2655,8 @@ def explain_pid(pid, got):
 
 
 def explain_ns(pid, got, joined=None):
-    """The namespaces of pid beside this process's, by inode."""
+    """The namespaces of pid beside this process's, by inode; joined: {name:
+    who joins it} for exec."""
     out = ['namespaces (/proc/%s/ns against /proc/self/ns):' % pid]
     for name, inode in got['ns'].items():
         try:
@@ -2264,7 +2666,7 @@ def explain_ns(pid, got, joined=None):
         if joined is None:
             how = 'the same as this process' if mine == inode else 'new (this process: %s)' % mine
         else:
-            how = ('joined by nsenter' if name in joined else
+            how = ('joined by ' + joined[name] if name in joined else
                    'not joined, the same' if mine == inode else 'not joined, this process: ' + mine)
         out.append('  %-18s %-22s %s' % (name, inode, how))
     return out
@@ -2281,7 +2683,7 @@ def explain_container(uuid):
         out = ['pid %s: NSpid %s (pid 1 in its own pid namespace); it ended before its '
                'command could be read (a longer one shows it: `sleep 1; ...`)' % (
                    pid, first['status'].get('NSpid', '?').replace('\t', ' '))]
-    out += explain_ns(pid, first)
+    out += explain_ns(pid, then or first)          # late: enter() made the cgroup namespace
     out.append('cgroups (/proc/%s/cgroup, read where they are mounted here):' % pid)
     out += explain_knobs(first['cgroup'], '  ')
     if not then:
@@ -2298,6 +2700,7 @@ def explain_container(uuid):
             if n not in kept]
     out.append('  dropped, %d: %s' % (len(gone), ' '.join(gone)))
     out.append('  NoNewPrivs: %s' % status.get('NoNewPrivs', '?'))
+    out += explain_confined(pid, got)
     out.append('mounts it sees (/proc/%s/mountinfo, from its root):' % pid)
     for point, fstype, _source, opts, _sopts, root in then['mounts']:
         out.append(('  %-22s %-8s %s' % (point, fstype, opts)) + mask_note(point, fstype, root))
@@ -2317,6 +2720,38 @@ def mask_note(point, fstype, root):
     if fstype == 'proc':
         return "  (read-only again: the kernel's switches)"
     return ''
+
+
+def explain_confined(pid, got):
+    """Session, seccomp, environment and root of a container's process, as
+    /proc/PID/stat, status, environ and mountinfo show them."""
+    _state, _ppid, pgrp, session, tty = got.get('stat', '? ? ? ? ?').split()[:5]
+    out = ['session (/proc/%s/stat): %s, %s, %s; %s' % (
+        pid, 'its own (it leads it)' if session == str(pid) else 'session ' + session,
+        'its own process group' if pgrp == str(pid) else 'process group ' + pgrp,
+        'no controlling terminal' if tty == '0' else 'controlling terminal ' + tty,
+        'this process is in another' if session != str(os.getsid(0)) else 'the same as this process\'s'),
+           'seccomp (/proc/%s/status): Seccomp %s (2: a filter), Seccomp_filters %s; the filter: '
+           '%d BPF instructions (seccomp_export_bpf(3) of the same one)' % (
+               pid, got['status'].get('Seccomp', '?'), got['status'].get('Seccomp_filters', '?'),
+               seccomp_size()),
+           'environment (/proc/%s/environ): %s' % (pid, ' '.join(got.get('environ', [])) or '?')]
+    mounts = got.get('mounts', [])
+    out.append('root (/proc/%s/mountinfo): / is the %s (pivot_root); %d mounts, all the '
+               'container\'s: the host\'s root is not among them' % (pid, ', '.join(
+                   fstype for point, fstype, *_ in mounts if point == '/') or '?', len(mounts)))
+    return out
+
+
+def seccomp_size():
+    """How many BPF instructions the filter enter() loads compiles to."""
+    _libc, (lib, ctx) = c_libraries()
+    fd = os.memfd_create('bpf')
+    try:
+        lib.seccomp_export_bpf(ctx, fd)
+        return os.fstat(fd).st_size // 8       # struct sock_filter: 8 bytes
+    finally:
+        os.close(fd)
 
 
 def explain_cleanup(uuid):
@@ -2345,7 +2780,9 @@ def explain_found(uuid, cid):
 
 def explain_nsenter(uuid, cid):
     got = EXPLAINED.get('target') or explain_read_pid(cid)
-    out = explain_ns(cid, got, joined=('mnt', 'uts', 'ipc', 'net', 'pid', 'pid_for_children'))
+    joined = dict.fromkeys(('uts', 'ipc', 'net', 'pid', 'pid_for_children'), 'nsenter')
+    joined.update(dict.fromkeys(('cgroup', 'mnt'), 'the join step'))
+    out = explain_ns(cid, got, joined=joined)
     out.append('its cgroups (/proc/%s/cgroup):' % cid)
     out += explain_knobs(got['cgroup'], '  ')
     return out

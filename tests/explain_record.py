@@ -111,7 +111,7 @@ def record(flavour='sandbox'):
         img = box.init(tmp + '/busybox')
         run_err = tmp + '/run.err'
         with open(run_err, 'wb') as err:
-            run = box.popen([BOCKER, '--EXPLAIN', 'run', img, RUN_CMD],
+            run = box.popen([BOCKER, '--EXPLAIN', 'run', img, RUN_CMD], env={'TERM': 'xterm'},
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
         try:
             wait_for(lambda: shown(run_err, 'container'), "run's container step")

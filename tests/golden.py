@@ -205,7 +205,7 @@ SCENARIOS = [
     S('run-writes-a-file', [INIT, X('run', '{img1}', 'echo data > /root/file; cat /root/file')]),
     S('run-inside-view',
       [INIT, X('run', '{img1}', 'echo pid $$; cat /etc/hostname /etc/resolv.conf; id; ls /')],
-      diverges=(38,)),
+      diverges=(38, 45)),
     S('run-network',
       [INIT, X('run', '{img1}', 'ip -o addr; ip route; ip -o link')]),
     S('run-ping-bridge',
@@ -322,22 +322,54 @@ def _enter_as_chroot(line):
 
 
 def _without_dev_mount_point(line):
-    """The empty /dev that run adds to a container's lower/ (and so to its
+    """The empty /dev (and /sys, row 45) that run adds to a container's lower/ (and so to its
     merged/) for an image without one: the mount point of the container's own
     /dev tmpfs (and what the reference's commit of such a container copies).
     The reference has none: the line is dropped (None), and so is run's note
-    that it made it (ps_N/dev.mountpoint). A /dev that holds anything still
-    shows in its entries."""
-    if re.fullmatch(r'd 0755 (containers/ps_[0-9]+/(lower|merged)|overlay/img_[0-9]+)/dev', line):
+    that it made it (ps_N/dev.mountpoint, ps_N/sys.mountpoint). A /dev that
+    holds anything still shows in its entries."""
+    if re.fullmatch(r'd 0755 (containers/ps_[0-9]+/(lower|merged)|overlay/img_[0-9]+)/(dev|sys)', line):
         return None
-    if re.fullmatch(r'f 0644 containers/ps_[0-9]+/dev\.mountpoint\b.*', line):   # run's note of it
+    if re.fullmatch(r'f 0644 containers/ps_[0-9]+/(dev|sys)\.mountpoint\b.*', line):   # run's note
         return None
     return line
+
+
+def _join_as_nsenter_m(line):
+    """exec's `nsenter -t PID -u -i -n -p PYTHON -I -S -c IMPORT DIR __join__
+    PID CMD...` (bocker.py's join() enters the mount namespace itself, then
+    the container's root with it) read as the reference's `nsenter -t PID -m
+    -u -i -n -p chroot ROOT CMD...`, ROOT the merged directory of the
+    container named in the cgexec before it."""
+    m = re.match(r'^(\++ )(.*)$', line)
+    words = shlex.split(m.group(2))
+    if '__join__' not in words or 'nsenter' not in words:
+        return line
+    j = words.index('__join__')
+    uuid = re.search(r'(?<=:)ps_[0-9]+\b', m.group(2))
+    n = words.index('nsenter')
+    if j < 5 or words[j - 4:j - 2] != ['-S', '-c'] or words[n + 3] == '-m' or not uuid:
+        return line
+    root = '/var/lib/bocker/containers/%s/merged' % uuid.group(0)
+    words[j - 6:j + 2] = ['chroot', root]
+    words[n + 3:n + 3] = ['-m']
+    return m.group(1) + ' '.join(_xtrace_word(w) for w in words)
+
+
+def _without_pids_cgroup(line):
+    """The container's pids cgroup (row 42: `-g pids:...` beside the bash's
+    `-g cpu,cpuacct,memory:...` in cgcreate and cgexec, `cgset -r pids.max=N`,
+    `cgdelete -g pids:/...`): the reference has none, so they are left out."""
+    if re.match(r'^\++ (cgset -r pids\.max=[0-9]+ |cgdelete -g pids:/)ps_[0-9]+$', line):
+        return None
+    return re.sub(r'^(\++ cg(?:create|exec) -g \S+) -g pids:/?ps_[0-9]+', r'\1', line)
 
 
 TRACE_READINGS = {
     # name: (keywords of its DIVERGENCES.md row, the reading, what it reads:
     # 'trace' lines, or 'tree' lines of what a scenario left)
+    'bocker.py __join__ in place of nsenter -m': (('__join__',), _join_as_nsenter_m, 'trace'),
+    'the pids cgroup': (('pids.max',), _without_pids_cgroup, 'trace'),
     'bocker.py __enter__ in place of chroot': (('capabilit', '__enter__'), _enter_as_chroot, 'trace'),
     'a /dev mount point in lower': (('/dev` gets the mount point',), _without_dev_mount_point, 'tree'),
 }
@@ -610,7 +642,7 @@ class Runner:
             for name, (_keywords, reading, what) in TRACE_READINGS.items():
                 if what != 'trace':
                     continue
-                read = [reading(l) for l in trace]
+                read = [l for l in (reading(l) for l in trace) if l is not None]
                 if read != trace:
                     self.applied.add(name)
                 trace = read

@@ -204,16 +204,16 @@ else:
             return f.read().strip()
 
     def cgroup_line(output, uuid):
-        """The 0::PATH line of a container's /proc/self/cgroup in output."""
+        """The container's cgroup, as the host names it, from the 0::PATH line
+        of its /proc/self/cgroup in output: in its own cgroup namespace (row
+        45) that line is 0::/, the namespace's root; on the host the cgroup
+        is /UUID, where cgcreate made it under the hierarchy's root."""
         lines = [l for l in output.splitlines() if re.fullmatch(r'\d+:[^:]*:/.*', l)]
         assert lines, 'no /proc/self/cgroup line in %r' % output
         assert lines == [l for l in lines if l.startswith('0::')], \
             'a v2 only host has the one line 0::PATH: %r' % lines
-        assert len(lines) == 1, lines
-        path = lines[0][3:]
-        assert re.fullmatch(r'(/.*)?/%s' % uuid, path), \
-            '%r: the container is not in a cgroup named %s' % (lines[0], uuid)
-        return path
+        assert lines == ['0::/'], '%r: the container has no cgroup namespace of its own' % lines
+        return '/' + uuid
 
     def new_container(before):
         new = set(ls(STORE + '/containers')) - set(before)
@@ -321,7 +321,30 @@ else:
         assert 'cpu' in enabled and 'memory' in enabled, enabled
         assert read(cg + '/cpu.weight') == str(WEIGHTS[shares])
         assert read(cg + '/memory.max') == str(memory_max(mb))
+        assert 'pids' in enabled and read(cg + '/pids.max') == '2048', enabled   # row 42
         assert err == '', err
+
+    def test_the_container_reads_its_own_limits_at_sys_fs_cgroup(img):
+        """Row 45: its cgroup, and only its, read-only at /sys/fs/cgroup."""
+        uuid, code, out, err = run_container(
+            img, 'cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; '
+            '(echo 1 > /sys/fs/cgroup/pids.max) 2>/dev/null || echo read-only', ('--MEM_LIMIT=16', '--PIDS_LIMIT=64'))
+        assert out.split('\n')[:3] == [str(memory_max(16)), '64', 'read-only'], (out, err)
+        assert read(CGROOT + '/' + uuid + '/pids.max') == '64'
+
+    def test_a_seccomp_filter_and_a_pids_limit_hold_on_v2(img):
+        """Rows 42, 43 on v2: Seccomp 2 in a run; past pids.max a fork
+        fails (busybox sh: can't fork)."""
+        uuid, code, out, err = run_container(
+            img, 'grep ^Seccomp: /proc/self/status; '
+            'for i in 1 2 3 4 5 6 7 8; do sleep 5 & done 2>&1 | grep -c "can.t fork"; true',
+            ('--PIDS_LIMIT=6',))
+        lines = out.split('\n')
+        assert lines[0].split() == ['Seccomp:', '2'], (out, err)
+        # unshare, sh and the pipe's two leave room for 2 of the 8 sleeps; the
+        # first fork refused ends busybox's loop with one `can't fork`
+        assert int(lines[1]) >= 1, (out, err)
+        assert read(CGROOT + '/' + uuid + '/pids.max') == '6'
 
     def test_explain_reads_the_v2_knobs(img):
         """--EXPLAIN on v2 reads cpu.weight and memory.max back from the one
@@ -330,7 +353,7 @@ else:
         uuid, _code, out, err = run_container(img, 'cat /proc/self/cgroup',
                                               ('--EXPLAIN', '--CPU_SHARE=1024', '--MEM_LIMIT=64'))
         path = cgroup_line(out, uuid)
-        knobs = 'cpu.weight = %d, memory.max = %d' % (WEIGHTS[1024], memory_max(64))
+        knobs = 'cpu.weight = %d, memory.max = %d, pids.max = 2048' % (WEIGHTS[1024], memory_max(64))
         assert '0::%s  %s%s: %s, 0 processes' % (path, CGROOT, path, knobs) in err, err
         assert '  0::%s  %s%s: %s\n' % (path, CGROOT, path, knobs) in err, err
 

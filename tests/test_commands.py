@@ -119,7 +119,7 @@ def test_run_shows_and_logs_output_and_stderr(box, busybox):
     assert sorted(box.containers()) == [ps]
     assert sorted(box.ls('%s/%s' % (CONTAINERS, ps))) == \
         sorted(['lower', 'upper', 'work', 'merged', ps + '.cmd', ps + '.log',
-                'dev.mountpoint'])          # row 38: run made lower/dev (the image has none)
+                'dev.mountpoint', 'sys.mountpoint'])   # rows 38, 45: run made lower/dev, lower/sys
 
 
 def test_run_joins_several_words_into_one_command(box, busybox):
@@ -170,10 +170,14 @@ def test_run_isolates_pid_uts_mount_and_cgroups(box, busybox):
     assert re.search(r'^\d+ \d+ \S+ / /proc .* - proc ', r.out, re.M), r.out
     merged = '%s/%s/merged' % (CONTAINERS, ps)
     assert merged in box.mounts() and merged + '/proc' not in box.mounts()
-    if box.layout == 'v2':          # one hierarchy: the line 0::/ps_N
-        assert re.search(r'^0::/%s$' % ps, r.out, re.M), r.out
-    for ctrl in ('cpu', 'cpuacct', 'memory') if box.layout == 'v1' else ():
-        assert re.search(r'^\d+:%s:/%s$' % (ctrl, ps), r.out, re.M), r.out
+    # cgroups: its own cgroup namespace, rooted at its cgroup ps_N (row 45), so
+    # each of its cgroups reads `/` inside; ps_N is there on the host
+    if box.layout == 'v2':          # one hierarchy: the line 0::/
+        assert re.search(r'^0::/$', r.out, re.M), r.out
+        assert ps in box.ls('/sys/fs/cgroup')
+    for ctrl in ('cpu', 'cpuacct', 'memory', 'pids') if box.layout == 'v1' else ():
+        assert re.search(r'^\d+:%s:/$' % ctrl, r.out, re.M), r.out
+        assert ps in box.ls('/sys/fs/cgroup/' + ctrl)
 
 
 def test_the_command_gets_default_signal_dispositions(box, busybox):
@@ -379,7 +383,8 @@ def test_trace_order_holds_when_streams_share_a_pipe(box, busybox):
         'Removed: %s' % ps,
         '+ cgdelete -g cpu,cpuacct,memory:/%s' % ps,
         '+ cgdelete -g cpuacct:/%s' % ps,
-        '+ cgdelete -g memory:/%s' % ps]
+        '+ cgdelete -g memory:/%s' % ps,
+        '+ cgdelete -g pids:/%s' % ps]
 
 
 def test_an_os_error_is_one_line_on_stderr(box, busybox):

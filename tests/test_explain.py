@@ -137,7 +137,7 @@ def test_explain_shows_what_the_container_itself_sees(box, busybox, tmp_path):
         name = line.split(':')[0]
         inode, how = ns[name]
         assert inode == line, (name, inode, line)
-        if name in ('ipc', 'mnt', 'net', 'pid', 'uts'):
+        if name in ('cgroup', 'ipc', 'mnt', 'net', 'pid', 'uts'):
             assert how == 'new (this process: %s)' % caller[name] != 'new (this process: %s)' % inode
         else:
             assert how == 'the same as this process' and caller[name] == inode
@@ -178,12 +178,17 @@ def test_explain_exec_and_rm_of_a_running_container(box, busybox):
         b = blocks(r.err)
         assert list(b) == ['exec-found', 'exec-nsenter']
         pid = re.match(r'pid (\d+): NSpid \1 1 ', kernel(b['exec-found'])[0]).group(1)
-        assert box.sh('readlink /proc/%s/root' % pid).out.strip() == merged
+        # its root: merged, by device and inode (the path reads / from here:
+        # it is the root of the container's own mount namespace, pivot_root)
+        assert box.sh('readlink /proc/%s/root' % pid).out.strip() == '/'
+        assert box.sh('stat -L -c %%d:%%i /proc/%s/root' % pid).out == \
+            box.sh('stat -c %%d:%%i %s' % merged).out
         assert re.search(r'NSpid:\s+%s\s+1\n' % pid, box.read('/proc/%s/status' % pid))
         ns = namespaces(b['exec-nsenter'])
         for line in r.out.splitlines():          # what the exec'd command is in
             name = line.split(':')[0]
-            assert ns[name] == (line, 'joined by nsenter'), (name, ns[name], line)
+            by = 'the join step' if name == 'mnt' else 'nsenter'
+            assert ns[name] == (line, 'joined by ' + by), (name, ns[name], line)
             assert box.sh('readlink /proc/%s/ns/%s' % (pid, name)).out.strip() == line
         assert ns['user'][1] == 'not joined, the same'
         r = box.bocker('--EXPLAIN', 'rm', ps)
@@ -197,7 +202,7 @@ def test_explain_exec_and_rm_of_a_running_container(box, busybox):
             '%s: not a mount point' % merged, '%s/%s: gone' % (CONTAINERS, ps),
             'netns_%s: gone (no such name in /run/netns)' % ps, 'veth0_%s: gone' % ps]
         assert all(l.endswith(': gone') for l in kernel(b['rm-cgroups'])) and \
-            len(kernel(b['rm-cgroups'])) == 3
+            len(kernel(b['rm-cgroups'])) == 4        # cpu, cpuacct, memory, pids
         assert box.leftovers() == {}
     finally:
         run.stdin.close()

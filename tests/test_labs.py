@@ -95,6 +95,8 @@ KEY_LINES = {
                       r'default via 172\.19\.0\.1 dev veth1_c1'],
     '03-cgroup-memory': [r'Killed', r'\nexit status 137\n', r'\noom_kill 1\n',
                          r'\nsurvived, 9999999 bytes\n'],
+    '05-pivot-root': [r'\nafter the escape, a file only the host has is in reach: True\n# pivot_root',
+                      r'\nafter the escape, a file only the host has is in reach: False\n'],
     '04-overlay': [r'\nc--------- N root root 0, 0 DATE upper/in_both\.txt\n',
                    r'\$ cat upper/in_lower\.txt\nlower\nchanged\n',
                    r'\$ cat lower/in_lower\.txt\nlower\n#'],

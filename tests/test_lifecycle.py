@@ -192,7 +192,9 @@ def test_a_closed_terminal_ends_the_run_cleanly(box, busybox):
     """SIGHUP: the terminal is gone (the pty's master closed). unshare dies
     of it at once; bocker.py still stops the container and cleans up, and the
     log keeps what the container wrote after the terminal went."""
-    uuid = run_on_a_terminal(box, busybox, 'echo up; trap "echo hup; exit 0" HUP; '
+    # the trap is set before `up` is said: a SIGHUP before it would find pid 1
+    # with no handler, and the kernel drops such a signal to a namespace's init
+    uuid = run_on_a_terminal(box, busybox, 'trap "echo hup; exit 0" HUP; echo up; '
                              'while :; do sleep 0.1; done', Terminal.hang_up, 129)
     assert box.bocker('logs', uuid).out == 'up\nhup\n'
 
@@ -267,16 +269,18 @@ def test_ctrl_c_on_exec_ends_a_command_that_ignores_it(box, busybox):
 
 @pytest.mark.v2(flavours=('sandbox',))
 def test_exec_runs_in_the_containers_cgroups_and_its_memory_limit(box, busybox):
-    """runc's and Docker's exec join the container's cgroups: cpu, cpuacct and
-    memory. A 60 MB buffer started by exec is OOM-killed at a 20 MB limit, as
+    """runc's and Docker's exec join the container's cgroups: cpu, cpuacct,
+    memory and pids. A 60 MB buffer started by exec is OOM-killed at a 20 MB limit, as
     in the container itself, and the container's pid 1 lives on."""
     run, uuid = running_container(box, busybox, '--MEM_LIMIT=20')
     before = container_processes(box, uuid)
     try:
         r = box.bocker('exec', uuid, 'cat', '/proc/self/cgroup')
+        # in the container's cgroup namespace (row 45), rooted at ps_N: `/` is
+        # ps_N itself (a cgroup outside it would read /../NAME)
         lines = dict(l.split(':', 2)[1:] for l in r.out.splitlines())
-        for controller in ('cpu', 'cpuacct', 'memory') if box.layout == 'v1' else ('',):
-            assert lines[controller] == '/' + uuid, r.out
+        for controller in ('cpu', 'cpuacct', 'memory', 'pids') if box.layout == 'v1' else ('',):
+            assert lines[controller] == '/', r.out
         r = box.bocker('exec', uuid, 'dd', 'if=/dev/zero', 'of=/dev/null', 'bs=60M', 'count=1')
         assert r.code == 137, r
         # v1: memory.oom_control, v2: memory.events count the kills

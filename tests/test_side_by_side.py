@@ -188,7 +188,7 @@ def test_without_the_reference_the_left_column_is_the_quoted_lines(tmp_path):
     assert r.stderr.count('\n') == 1 and 'BOCKER_REFERENCE' in r.stderr
     rows = {line[:98].strip(): line[101:].strip(' \u250a') for line in r.stdout.split('\n')}
     assert rows['ip link set dev veth0_"$uuid" up'] == "['link', 'set', 'dev', veth0, 'up'],"
-    assert rows['cgexec -g "$cgroups:$uuid" \\'].startswith("argv = ['cgexec', '-g',")
+    assert rows['cgexec -g "$cgroups:$uuid" \\'].startswith("argv = ['cgexec', *cgroup_args(uuid),")
 
 
 def test_terminal_view_has_colour_on_a_terminal(reference):
@@ -400,8 +400,8 @@ def test_check_names_stale_teaching(tmp_path):
     whose anchor bocker.py lost, a divergence row without its why: --check
     names each."""
     tool = project_copy(tmp_path, lambda t: t.replace(
-        "    pr_capbset_drop, pr_set", "    capbset_drop_nr, pr_set").replace(
-        'pr_capbset_drop, cap,', 'capbset_drop_nr, cap,'))
+        '    drop_capabilities(libc)\n', '    drop_caps(libc)\n').replace(
+        'def drop_capabilities(libc):', 'def drop_caps(libc):'))
     text = teaching_text().replace('from: cgcreate -g "$cgroups:/$uuid"', 'from: cgcreate -g nothing')
     text = re.sub(r'^33 robustness: .*\n', '', text, flags=re.M)
     (tmp_path / 'compat' / 'teaching.md').write_text(text, encoding='utf-8')
@@ -410,7 +410,7 @@ def test_check_names_stale_teaching(tmp_path):
     assert re.search(r"compat/teaching\.md: block 'the limits, cgroups' of bocker_run starts at a "
                      r"bash line the function does not have: cgcreate -g nothing", r.stdout), r.stdout
     assert re.search(r"compat/teaching\.md: enter step .*: bocker\.py enter\(\) has no line with "
-                     r"'pr_capbset_drop'", r.stdout), r.stdout
+                     r"'drop_capabilities\('", r.stdout), r.stdout
     assert 'compat/teaching.md: DIVERGENCES.md row 33 has no tag and plain why' in r.stdout
     assert len([line for line in r.stdout.split('\n') if line.startswith('compat/teaching.md')]) == 3
 
@@ -433,7 +433,7 @@ def test_terminal_view_teaches_each_block(tmp_path):
     # enter()'s steps under the bash they replace
     assert '\u2503 bash: /bin/mount -t proc proc /proc' in teaching
     assert re.search(r'\u2503 bash: chroot "\$container_path/\$uuid"/merged\n(\u2503  .*\n)+'
-                     r'\u2503 +[0-9]+ +os\.chroot\(root\)', teaching)
+                     r'\u2503 +[0-9]+ +syscall\(libc, .pivot_root.', teaching)
     # robustness folded, one line each, and shown with --unfold
     folds = [line for line in lines if '\u25b8 robustness, ' in line]
     assert folds and all(not line.split('\u2502')[0].strip() for line in folds)
@@ -532,9 +532,10 @@ def test_page_in_chromium_teaches_each_block(reference, tmp_path):
     # enter()'s steps: beside the bash they replace, all of enter(), once
     steps = {e['bash']: e['python'] for e in dom['enter']}
     assert "mount(b'proc'" in steps['/bin/mount -t proc proc /proc']
-    assert 'os.chroot(root)' in steps['chroot "$container_path/$uuid"/merged']
-    assert 'os.execv(' in steps['/bin/sh -c "... && $cmd"']
-    assert any('pr_capbset_drop' in p for b, p in steps.items() if b == '(none in the bash)')
+    assert "syscall(libc, 'pivot_root'" in steps['chroot "$container_path/$uuid"/merged']
+    assert 'exec_command(' in steps['/bin/sh -c "... && $cmd"']
+    for step in ('os.setsid()', 'drop_capabilities(', 'seccomp_load('):   # none in the bash
+        assert any(step in e['python'] for e in dom['enter'] if e['bash'] == '(none in the bash)'), step
     start = next(n for n, line in enumerate(py_lines, 1) if line.startswith('def enter('))
     following = next(n for n in range(start + 1, len(py_lines) + 1)
                      if py_lines[n - 1] and not py_lines[n - 1][0].isspace())   # the next def
