@@ -1,5 +1,6 @@
 # make shell - a shell in a private sandbox with a busybox image ready, for
 #              learning (installs only what bocker needs)
+# make shell-join - a second shell in that sandbox, from another terminal
 # make demo  - run a container in a private sandbox (installs what is missing)
 # make labs  - the article's experiments (labs/), each in a private sandbox
 # make test  - the whole test suite (installs what is missing)
@@ -17,7 +18,7 @@ TEST_PKGS := docker-registry openssl iptables nftables time qemu-system-x86 gcc 
              linux-image-amd64 podman skopeo docker.io runc tmux chromium
 APT_PKGS := $(RUN_PKGS) $(TEST_PKGS)
 
-.PHONY: deps run-deps os-deps demo test bench clean side-by-side shell labs
+.PHONY: deps run-deps os-deps demo test bench clean side-by-side shell shell-join labs
 
 deps: os-deps .venv/.installed
 
@@ -58,6 +59,13 @@ os-deps:
 # with every container, link, mount and cgroup made in it.
 shell: run-deps
 	$(PY) tests/sandbox.py -- fixtures/shell.sh
+
+# A second shell in the sandbox `make shell` opened (from another terminal):
+# its network, store and cgroups, bocker.sh on PATH and $IMG set. With several
+# open: make shell-join HOLDER=PID (the banner of each says its PID).
+HOLDER ?=
+shell-join:
+	@$(PY) tests/sandbox.py --join $(HOLDER) -- fixtures/shell.sh --joined
 
 # The article's experiments (labs/NN-*.sh), each in a sandbox of its own;
 # tests/test_labs.py checks their output against fixtures/labs/.

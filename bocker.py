@@ -37,6 +37,9 @@ ID_LOW, ID_HIGH = 42002, 42254           # bash: shuf -i 42002-42254 -n 1
 # (that loop is options(), which main() runs; its `declare`s land here)
 OPTIONS = {}                             # the bash's `declare BOCKER_KEY=VALUE`s
 PROG = 'bocker.py'                       # "$0", set in main()
+# diverges (rows 38, 45): in a container's directory, where run made lower/dev or
+# lower/sys (the image has none): commit leaves out only those mount points
+MOUNT_POINT_NOTE = '%s.mountpoint'
 
 
 # --- The bash's own plumbing: echo, exit, options, set -x, running a command ----
@@ -387,8 +390,8 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
         checkpoint('rm-renamed')
         remove_tree(doomed, mounts=False)
         checkpoint('rm-removed')
+        explain('rm-image', uuid)              # the step, then its echo (--EXPLAIN)
         say('Removed: %s' % uuid)
-        explain('rm-image', uuid)
         return 0
     # bash: else
     need_modules('plumbum')
@@ -416,8 +419,8 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
         delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', 'netns_' + uuid)
         gone('veth0_' + uuid)                  # its peer went with the netns
     delete(lambda: link_exists('veth0_' + uuid), 'ip', 'link', 'del', 'dev', 'veth0_' + uuid)
+    explain('rm-parts', uuid)                  # the step, then its echo (--EXPLAIN)
     say('Removed: %s' % uuid)
-    explain('rm-parts', uuid)
     checkpoint('rm-said')
     # bash: cgdelete -g "$cgroups:/$1" &> /dev/null
     cgdelete(uuid)
@@ -672,10 +675,14 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, pids_limit, undo):
         # diverges (rows 38, 45): /dev and /sys get filesystems of their own in
         # the container (enter()); an image without them (a pulled image, the
         # test image) gets the mount points here, in this container's lower
-        # layer: never in the image, nor in upper (so never in a commit).
+        # layer: never in the image, nor in upper (so never in a commit). The
+        # container's directory notes each (POINT.mountpoint), so commit leaves
+        # out those mount points, never a /dev or /sys the image had, even empty.
         for point in MOUNT_POINTS:
             if not os.path.lexists('%s/lower/%s' % (cdir, point)):
                 os.mkdir('%s/lower/%s' % (cdir, point), 0o755)
+                write(cdir + '/' + MOUNT_POINT_NOTE % point,
+                      'run made lower/%s: the image has none' % point)
     finally:
         ip_done()
     # overlayfs: reads come from upper, else lower; writes go to upper (a copy
@@ -909,10 +916,13 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
         frozen(uuid, lambda: copy_tree(merged, tmp))
         checkpoint('commit-copied')
         # /dev and /sys are the container's own (enter()); an empty one here is
-        # the mount point run gave it, not a part of the image.
+        # the mount point run gave it (rows 38, 45), not a part of the image,
+        # where run noted it made it. An image's own stays, empty or not.
         for point in MOUNT_POINTS:
             path = '%s/%s' % (tmp, point)
-            if os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path):
+            noted = '%s/%s/%s' % (container_path, uuid, MOUNT_POINT_NOTE % point)
+            if os.path.exists(noted) and os.path.isdir(path) and not os.path.islink(path) \
+                    and not os.listdir(path):
                 os.rmdir(path)
         # bash: sed -i "s/:.*$/:$(date +%Y%m%d-%H%M%S)/g" "$overlay_path/$2"/img.source
         stamp = time.strftime('%Y%m%d-%H%M%S')
@@ -2738,18 +2748,26 @@ def explain_print(step, where, title, bash, what, man, kernel):
 def explain_pause():
     """--STEP: wait for Enter on the controlling terminal, if there is one
     (tty(4): /dev/tty; without one, ENXIO and no wait). stdin is not read: in
-    run it belongs to the container. ^C here ends bocker as a failing step
-    would (exit 130): run then removes what it made so far."""
+    run it belongs to the container. Only an empty line goes on (a line with
+    anything on it asks again); ^C here ends bocker as a failing step would
+    (exit 130): run then removes what it made so far."""
     try:
         fd = os.open('/dev/tty', os.O_RDWR | os.O_NOCTTY)
     except OSError:
         return
     try:
-        os.write(fd, b'--STEP: press Enter for the next step ')
+        os.write(fd, b'--STEP: press Enter for the next step (ctrl-C stops) ')
+        line = b''
         while True:
             got = os.read(fd, 1024)
-            if not got or b'\n' in got or b'\r' in got:
+            if not got:
                 break
+            line += got
+            if b'\n' in got or b'\r' in got:
+                if not line.strip():
+                    break
+                os.write(fd, b'--STEP: only Enter goes on; ctrl-C stops ')
+                line = b''
     except OSError:
         pass
     except KeyboardInterrupt:
@@ -3140,9 +3158,24 @@ def explain_container(uuid):
     out.append('  NoNewPrivs: %s' % status.get('NoNewPrivs', '?'))
     out += explain_confined(pid, got)
     out.append('mounts it sees (/proc/%s/mountinfo, from its root):' % pid)
-    for point, fstype, _source, opts, _sopts, _root in then['mounts']:
-        out.append('  %-22s %-8s %s' % (point, fstype, opts))
+    for point, fstype, _source, opts, _sopts, root in then['mounts']:
+        out.append(('  %-22s %-8s %s' % (point, fstype, opts)) + mask_note(point, fstype, root))
     return out
+
+
+def mask_note(point, fstype, root):
+    """What a mount over a /proc path is for: runc's masks hide what /proc shows
+    of the host (/dev/null bound over a file, an empty read-only tmpfs over a
+    directory: the mount's root, mountinfo's 4th field, says which)."""
+    if not point.startswith('/proc/'):
+        return ''
+    if root.endswith('/null'):
+        return '  (a mask: /dev/null bound over it, reads as nothing)'
+    if fstype == 'tmpfs':
+        return '  (a mask: an empty tmpfs over it)'
+    if fstype == 'proc':
+        return "  (read-only again: the kernel's switches)"
+    return ''
 
 
 def explain_confined(pid, got):

@@ -10,8 +10,9 @@
 # the memory of the group: past it the kernel reclaims what it can, then the
 # OOM killer kills a process in that group (and only in it). cgroup-tools wraps
 # the files: cgcreate (mkdir), cgset/cgget (write/read a knob), cgexec (start a
-# command in the group), cgdelete (rmdir). On a cgroup v2 only host the knob is
-# memory.max and the kill is counted in memory.events.
+# command in the group), cgdelete (rmdir). On a cgroup v2 only host (the lab
+# says which layout it finds) there is one hierarchy, the knob is memory.max
+# and the kill is counted in memory.events.
 #
 # Read: cgroups(7), cgroup_namespaces(7), cgcreate(1), cgset(1), cgexec(1),
 #       cgget(1), https://man7.org/linux/man-pages/man7/cgroups.7.html
@@ -31,16 +32,30 @@ sandboxed "$@"
 # cgroup v1 (a memory hierarchy of its own) or a v2 only host (one hierarchy)
 # (v1: the line "N:memory:/path" of /proc/PID/cgroup; v2: the line "0::/path")
 if [[ -d /sys/fs/cgroup/memory ]]; then
-	limit=memory.limit_in_bytes cgdir=/sys/fs/cgroup/memory/lab_hog events=memory.oom_control line=memory
+	layout=v1 limit=memory.limit_in_bytes cgdir=/sys/fs/cgroup/memory/lab_hog
+	events=memory.oom_control line=memory
 else
-	limit=memory.max cgdir=/sys/fs/cgroup/lab_hog events=memory.events line=
+	layout=v2 limit=memory.max cgdir=/sys/fs/cgroup/lab_hog
+	events=memory.events line=
 fi
 hier=memory
 trap 'cgdelete -g $hier:/lab_hog 2>/dev/null || true' EXIT
 
-say 'the controllers this kernel has (1: enabled); bocker uses cpu, cpuacct and memory'
-run 'cut -f1,4 /proc/cgroups | grep -E "^(#subsys|cpu|memory)"'
-say 'this shell'\''s memory cgroup: "/" is the root of the sandbox'\''s cgroup namespace'
+say 'which layout: a tmpfs holding a hierarchy per controller (v1), or cgroup2fs, one hierarchy (v2)'
+run 'stat -f -c %T /sys/fs/cgroup'
+if [[ $layout == v1 ]]; then
+	say 'cgroup v1: the controllers this kernel has (1: enabled); bocker uses cpu, cpuacct and memory'
+	run 'cut -f1,4 /proc/cgroups | grep -E "^(#subsys|cpu|memory)"'
+	say 'this shell'\''s memory cgroup: "/" is the root of the sandbox'\''s cgroup namespace'
+else
+	say 'cgroup v2 only: the controllers this cgroup has, and those it hands to its children'
+	say '(bocker uses cpu and memory: v2 has no cpuacct, the cpu controller counts)'
+	run 'cat /sys/fs/cgroup/cgroup.controllers'
+	run 'cat /sys/fs/cgroup/cgroup.subtree_control'
+	say 'this shell'\''s cgroup, in the root of the sandbox'\''s cgroup namespace: v2 lets a cgroup'
+	say 'that hands controllers on hold no process (the "no internal processes" rule), so the'
+	say 'sandbox keeps its own processes in a leaf, /init'
+fi
 run 'grep -E "^[0-9]+:'"$line"':" /proc/$$/cgroup | cut -d: -f2-'
 say 'make a cgroup and cap its memory at 50 MB (bocker: --MEM_LIMIT=50)'
 run "cgcreate -g $hier:/lab_hog"
@@ -55,6 +70,8 @@ cgset -r memory.memsw.limit_in_bytes=50000000 lab_hog 2>/dev/null || true
 cgset -r memory.swap.max=0 lab_hog 2>/dev/null || true
 say 'cgexec starts a command in the group: /proc/self/cgroup says where it is'
 run "cgexec -g $hier:lab_hog grep -E \"^[0-9]+:$line:\" /proc/self/cgroup | cut -d: -f2-"
+say 'cgroup.procs lists the processes in the group: here the shell and the grep reading it'
+run "cgexec -g $hier:lab_hog sh -c 'grep -c . $cgdir/cgroup.procs'"
 say 'a hog: a shell that reads 200 MB into a variable. The kernel kills it with SIGKILL'
 say '(bash reports "Killed"; the exit status is 128 + 9)'
 run "cgexec -g $hier:lab_hog sh -c 'x=\$(yes | head -c 200000000); echo \"survived, \${#x} bytes\"' || echo \"exit status \$?\""

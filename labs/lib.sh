@@ -28,15 +28,8 @@ in_sandbox() {
 	[[ -n $self && $self != "$init" ]]
 }
 
-# Or the cgroup v2 only VM tests/test_cgroup_v2.py boots (tests/vm.py), itself a
-# throwaway machine: tests/sandbox.py needs cgroup v1 and cannot run there.
-in_test_vm() {
-	[[ ${BOCKER_VM-} == cgroup-v2 ]] && grep -qw 'cgroup_no_v1=all' /proc/cmdline
-}
-
 sandboxed() {
 	in_sandbox && return 0
-	in_test_vm && return 0
 	[[ $(id -u) == 0 ]] || { echo "$0: run as root (namespaces, mounts and cgroups need it)" >&2; exit 1; }
 	local python=python3
 	[[ -x $LAB_ROOT/.venv/bin/python ]] && python=$LAB_ROOT/.venv/bin/python

@@ -121,8 +121,27 @@ class Box:
             time.sleep(0.05)
         raise AssertionError('no container made /tmp/ready within %d s' % timeout)
 
+    @property
+    def layout(self):
+        """'v1' or 'v2': the sandbox's cgroups (tests/sandbox.py)."""
+        return self.sb.layout
+
+    def cgroup_dir(self, controller, name):
+        """Where cgroup NAME of controller is, inside the sandbox: v1 a
+        hierarchy per controller, v2 the one hierarchy (controller unused)."""
+        if self.layout == 'v2':
+            return '/sys/fs/cgroup/%s' % name
+        return '/sys/fs/cgroup/%s/%s' % (controller, name)
+
     def cgroup(self, controller, name, knob):
-        return self.read('/sys/fs/cgroup/%s/%s/%s' % (controller, name, knob)).strip()
+        return self.read('%s/%s' % (self.cgroup_dir(controller, name), knob)).strip()
+
+    def ps_cgroups(self):
+        """Every ps_ cgroup in the sandbox (v1: as CONTROLLER/ps_N)."""
+        if self.layout == 'v2':
+            return [d for d in self.ls('/sys/fs/cgroup') if d.startswith('ps_')]
+        return [c + '/' + d for c in ('cpu', 'cpuacct', 'memory', 'pids')
+                for d in self.ls('/sys/fs/cgroup/' + c) if d.startswith('ps_')]
 
     def mounts(self):
         with open('/proc/%d/mountinfo' % self.sb.holder.pid) as f:
@@ -145,8 +164,7 @@ class Box:
             'netns': self.netns(),
             'links': [l for l in self.links() if l not in ('br1', 'lo')],
             'mounts': [m for m in self.mounts() if m.startswith(STORE + '/')],
-            'cgroups': [c + '/' + d for c in ('cpu', 'cpuacct', 'memory', 'pids')
-                        for d in self.ls('/sys/fs/cgroup/' + c) if d.startswith('ps_')],
+            'cgroups': self.ps_cgroups(),
             'containers': self.containers(),
             'hidden': [n for n in self.images() if n.startswith('.')],
         }
@@ -188,9 +206,35 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(line)
 
 
+# Set by tests/test_cgroup_v2.py in the cgroup v2 only VM it boots: there only
+# the tests marked v2 run (the VM is emulated: the whole suite would not fit).
+IN_V2_VM = os.environ.get('BOCKER_VM') == 'cgroup-v2'
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'flavours: run the test once in each sandbox flavour (tests/sandbox.py)')
+    config.addinivalue_line(
+        'markers', 'v2: also run on a cgroup v2 only host, in the VM (tests/test_cgroup_v2.py); '
+        'v2(flavours=("sandbox",)) limits a flavoured test to those flavours there')
+
+
+def pytest_collection_modifyitems(config, items):
+    """In the v2 VM: only the tests marked v2 (and of a flavoured one, the
+    flavours its mark names)."""
+    if not IN_V2_VM:
+        return
+    keep, drop = [], []
+    for item in items:
+        mark = item.get_closest_marker('v2')
+        flavours = mark and mark.kwargs.get('flavours')
+        callspec = getattr(item, 'callspec', None)
+        flavour = callspec.params.get('flavour') if callspec else None
+        ok = mark is not None and not (flavours and flavour and flavour not in flavours)
+        (keep if ok else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def pytest_generate_tests(metafunc):

@@ -22,7 +22,8 @@ from explain_record import FIXTURES, blocks, record, shown, wait_for
 from golden import Normaliser, diff
 
 RUN_STEPS = ['veth', 'netns', 'overlay', 'files', 'cgroups', 'container', 'cleanup']
-PROMPT = b'--STEP: press Enter for the next step'
+PROMPT = b'--STEP: press Enter for the next step (ctrl-C stops)'
+AGAIN = b'--STEP: only Enter goes on; ctrl-C stops'
 # pid 1 says it runs (tmp/ready: Box.wait_ready), then waits on its stdin, a pipe held open
 READ_LINE = 'touch /tmp/ready; read line'
 
@@ -268,9 +269,12 @@ def test_step_waits_for_enter_on_a_terminal(box, busybox):
         assert b'[netns]' not in t.seen
         addr = box.sh('ip -n netns_%s -4 -o addr show' % ps)
         assert addr.code == 0 and '172.18.0.' not in addr.out, addr      # waiting
+        t.type(b'y\n')                              # only Enter goes on
+        assert t.until(lambda s: AGAIN in s)
+        assert b'[netns]' not in t.seen and t.seen.count(PROMPT) == 1
         for prompts in range(2, 6):
             t.type(b'\n')
-            assert t.until(lambda s: s.count(PROMPT) == prompts)
+            assert t.until(lambda s: s.count(PROMPT) == prompts), t.seen
             if prompts == 2:
                 assert b'[netns]' in t.seen and b'[overlay]' not in t.seen
                 addr = box.sh('ip -n netns_%s -4 -o addr show' % ps)
@@ -333,3 +337,22 @@ def test_recorded_explain_output_is_current(flavour):
         with open(path, encoding='utf-8') as f:
             want = f.read()
         assert text == want, '\n' + diff(want, text, path)
+
+
+def test_explain_labels_the_masks_and_prints_removed_after_its_step(box, busybox):
+    """"mounts it sees" says which /proc mounts are runc's masks (and which
+    read-only again); `--EXPLAIN rm` prints `Removed:` after the step whose
+    bash line echoes it, before the cgroups' step (stdout and stderr on one
+    pipe, in the order written)."""
+    img = box.init(busybox)
+    r = box.bocker('--EXPLAIN', 'run', img, 'sleep 2')     # long enough to be looked at
+    mounts = r.err.split('mounts it sees', 1)[1].split('\n\n', 1)[0]
+    for point in ('/proc/keys', '/proc/timer_list'):
+        line = [l for l in mounts.splitlines() if l.split()[:1] == [point]]
+        assert line and line[0].endswith('(a mask: /dev/null bound over it, reads as nothing)'), mounts
+    assert re.search(r'/proc/sys +proc +ro\S* +\(read-only again', mounts), mounts
+    (ps,) = box.containers()
+    both = box.sh('%s --EXPLAIN rm %s 2>&1' % (BOCKER, ps))
+    assert both.code == 0, both
+    parts = both.out.index('=== rm 3/4'), both.out.index('Removed: %s\n' % ps), both.out.index('=== rm 4/4')
+    assert parts == tuple(sorted(parts)), both.out

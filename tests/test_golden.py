@@ -16,8 +16,8 @@ import pytest
 
 from conftest import CONFLICT, unclash
 from sandbox import FLAVOURS
-from golden import (GOLDEN_DIR, REFERENCE, SCENARIOS, TRACE_READINGS, Normaliser,
-                    command_of, declared_rows, diff, divergence_titles, expected_files,
+from golden import (GOLDEN_DIR, REFERENCE, SCENARIOS, TRACE_READINGS, Normaliser, Runner,
+                    X, command_of, declared_rows, diff, divergence_titles, expected_files,
                     golden_path, reading_row, run_scenario)
 
 HAVE_REFERENCE = os.path.isfile(REFERENCE)
@@ -143,3 +143,35 @@ def test_a_clash_line_is_dropped_only_before_the_output_and_only_where_possible(
     assert unclash('', True) == ''
     assert command_of(['--MEM_LIMIT=64', '--TRACE', 'run', 'img_1', 'true']) == 'run'
     assert command_of([]) is None
+
+
+@pytest.mark.parametrize('mode, tool, held, clash', [
+    ('ref', None, (True, True), True),      # the reference's run drew a taken id: again
+    ('py', None, (True, True), False),      # bocker.py's retry is a clean one: compared
+    ('ref', None, (True, False), False),    # no container held: no clash possible, compared
+    ('py', 'ref', (True, True), True),      # a step pinned to the reference
+])
+def test_a_reference_run_that_drew_a_taken_id_runs_the_scenario_again(mode, tool, held, clash):
+    """test_reference[run-container-id-as-image] once failed by chance: the
+    reference's run drew the id of the container the scenario held, and its
+    retry ran on past the failed copy (exit 0, chroot's error). Such a run
+    marks the scenario to be run again, as a clashing reference init does."""
+    sc = [s for s in SCENARIOS if s.name == 'run-container-id-as-image'][0]
+    runner = Runner(sc, mode, None)
+    runner.known = {'img': ['img_42050'], 'ps': ['ps_42100']}
+    step = X('run', '{ps1}', 'true', tool=tool)
+    out = CONFLICT + 'chroot: cannot change root directory\n'
+    runner.record(3, step, ['run', 'ps_42100', 'true'], 0, out, '', held)
+    assert runner.clash is clash
+
+
+def test_a_trace_line_inside_another_commands_message_is_taken_apart():
+    """The reference's `ls ... | grep -qw` under bash -x: grep's trace line
+    once landed between ls's `ls: ` and the rest of its message (one stderr,
+    two writers), and test_reference failed by chance."""
+    from golden import split_trace
+    err = ("ls: ++ grep -qw ps_1\ncannot access '/var/lib/bocker/containers': "
+           "No such file or directory\n+ ip link add dev veth0_ps_1 type veth\n")
+    rest, trace = split_trace(err)
+    assert rest == "ls: cannot access '/var/lib/bocker/containers': No such file or directory\n"
+    assert trace == ['+ ip link add dev veth0_ps_1 type veth']

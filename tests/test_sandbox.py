@@ -2,9 +2,14 @@
 container still runs as it closes. Needs root."""
 import os
 import subprocess
+import sys
 
-from conftest import BOCKER, Box
-from sandbox import ENGINE_CONTROLLERS, Sandbox
+import pytest
+
+from conftest import BOCKER, IN_V2_VM, ROOT, Box
+from sandbox import ENGINE_CONTROLLERS, V2_CONTROLLERS, Sandbox, layout
+
+SANDBOX = os.path.join(ROOT, 'tests', 'sandbox.py')
 
 
 def host_state():
@@ -13,7 +18,9 @@ def host_state():
         # ours only: other test runs on this machine may have sandboxes open
         mine = 'bocker-sandbox-%d-' % os.getpid()
         found = []
-        for top in ('cpu', 'cpuacct', 'memory'):
+        tops = [t for t in ('cpu', 'cpuacct', 'memory', 'pids')
+                if os.path.isdir('/sys/fs/cgroup/' + t)] or ['']   # v2: one hierarchy
+        for top in tops:
             for dirpath, dirs, _ in os.walk('/sys/fs/cgroup/' + top):
                 dirs[:] = [d for d in dirs if not d.startswith('bocker-sandbox') or
                            d.startswith(mine)]
@@ -26,6 +33,9 @@ def host_state():
         'netns': subprocess.run(['ip', 'netns', 'list'], capture_output=True, text=True).stdout,
         'links': sorted(os.listdir('/sys/class/net')),
         'mounts': mounts,
+        # v2: what the sandbox enabled on the way down is disabled again
+        'subtree_control': [open(os.path.join(d, 'cgroup.subtree_control')).read()
+                            for d in ('/sys/fs/cgroup',) if layout() == 'v2'],
         'cgroups': cgroups(),
         # the mount points may stay, empty: nothing may be left in them
         'store': os.path.exists('/var/lib/bocker') and sorted(os.listdir('/var/lib/bocker')) or [],
@@ -33,6 +43,7 @@ def host_state():
     }
 
 
+@pytest.mark.v2
 def test_nothing_is_left_on_the_host(busybox):
     before = host_state()
     with Sandbox() as sb:
@@ -49,11 +60,17 @@ def test_nothing_is_left_on_the_host(busybox):
     assert host_state() == before
 
 
+@pytest.mark.v2
 def test_the_sandbox_is_private(busybox):
     with Sandbox() as sb:
         box = Box(sb)
         assert box.links() == ['br1', 'lo']
-        assert box.sh('cat /proc/self/cgroup').out.count(':/\n') >= 3
+        if sb.layout == 'v1':      # at the root of its cgroup namespace in each hierarchy
+            assert box.sh('cat /proc/self/cgroup').out.count(':/\n') >= 3
+        else:                      # v2: in the leaf init of the sandbox's cgroup
+            assert box.sh('cat /proc/self/cgroup').out == '0::/init\n'
+            assert box.read('/sys/fs/cgroup/cgroup.subtree_control').split() == \
+                list(V2_CONTROLLERS)
         assert box.sh('ip -o -4 addr show br1').out.split()[3] == '172.18.0.1/24'
         assert box.images() == [] and box.containers() == []
     assert not any(p.startswith('/var/lib/bocker') for p in host_state()['mounts'])
@@ -82,3 +99,73 @@ def test_an_engines_sandbox_keeps_the_engines_state_in(busybox):
         assert r.out == 'hi\n', r
     assert host_state() == before
     assert sb.cgroup_dirs and [d for d in sb.cgroup_dirs if os.path.exists(d)] == []
+
+
+def sandbox_cli(*args, python=sys.executable, **kw):
+    return subprocess.run([python, SANDBOX, *args], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120, **kw)
+
+
+@pytest.mark.v2
+def test_what_the_host_lacks_is_one_line_and_a_non_zero_exit():
+    """Not root: one line saying so, exit 2, no traceback, nothing run."""
+    # the system's python3 (the .venv's may lie under root's home); sandbox.py needs no package
+    r = sandbox_cli('--', 'touch', '/tmp/bocker-sandbox-ran', python='/usr/bin/python3',
+                    user=65534, group=65534, extra_groups=[])
+    assert r.returncode == 2, r
+    assert r.stderr == 'tests/sandbox.py: run as root (namespaces, mounts and cgroups need it)\n'
+    assert not os.path.exists('/tmp/bocker-sandbox-ran')
+
+
+def test_join_runs_a_command_in_the_open_sandbox(busybox):
+    """tests/sandbox.py --join PID (make shell-join): a second shell in the
+    same sandbox, its network, store and cgroups; one line when none is open."""
+    with Sandbox() as sb:
+        box = Box(sb)
+        img = box.init(busybox)
+        r = sandbox_cli('--join', str(sb.holder.pid), '--', 'sh', '-c',
+                        'ls /var/lib/bocker/overlay; ip -o -4 addr show br1; cat /proc/self/cgroup')
+        assert r.returncode == 0, r
+        assert img in r.stdout.split() and '172.18.0.1/24' in r.stdout, r.stdout
+        if sb.layout == 'v2':
+            assert r.stdout.endswith('0::/init\n'), r.stdout
+    r = sandbox_cli('--join', str(sb.holder.pid), '--', 'true')
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'is no sandbox' in r.stderr, r
+
+
+if IN_V2_VM:
+    CG = '/sys/fs/cgroup'
+
+    @pytest.mark.v2
+    def test_v2_a_caller_in_a_cgroup_with_processes_needs_it_delegated():
+        """v2's no internal processes rule: from a non-root cgroup that holds
+        processes, a sandbox says what to do (one line); once the cgroup is
+        marked delegated (trusted.delegate, as systemd's Delegate=yes marks
+        it) the caller's processes move to its leaf and the sandbox opens."""
+        caller = CG + '/bocker-test-caller'
+        os.mkdir(caller)
+        try:
+            def in_caller():
+                with open(caller + '/cgroup.procs', 'w') as f:
+                    f.write(str(os.getpid()))
+            r = sandbox_cli('--', 'true', preexec_fn=in_caller)
+            assert r.returncode == 2 and r.stderr.count('\n') == 1, r
+            assert 'holds processes and is not delegated' in r.stderr, r.stderr
+            assert 'systemd-run --scope -p Delegate=yes' in r.stderr, r.stderr
+            os.setxattr(caller, 'trusted.delegate', b'1')
+            r = sandbox_cli('--', 'cat', '/proc/self/cgroup', preexec_fn=in_caller)
+            assert (r.returncode, r.stdout) == (0, '0::/init\n'), r
+            assert os.listdir(caller + '/bocker-caller') is not None
+            with open(caller + '/cgroup.procs') as f:
+                assert f.read() == ''
+            # a caller already in that leaf (a second sandbox of the same
+            # process): the sandbox goes beside it, under the delegated cgroup
+            def in_leaf():
+                with open(caller + '/bocker-caller/cgroup.procs', 'w') as f:
+                    f.write(str(os.getpid()))
+            r = sandbox_cli('--', 'cat', '/proc/self/cgroup', preexec_fn=in_leaf)
+            assert (r.returncode, r.stdout) == (0, '0::/init\n'), r
+        finally:
+            for d in (caller + '/bocker-caller', caller):
+                if os.path.isdir(d):
+                    os.rmdir(d)

@@ -560,3 +560,44 @@ def test_recorded_explain_steps_exist():
             found.update(re.findall(r'^=== \w+ \d+/\d+ \[([\w-]+)\] ', f.read(), re.M))
     missing = [tag for tag in explain_tags() if tag not in found]
     assert not missing, 'not recorded in fixtures/explain/: %s' % ', '.join(missing)
+
+
+def test_page_holds_no_path_of_the_machine_and_run_shows_a_working_run_first(reference, tmp_path):
+    """The page names the reference, not where it lay on the machine that made
+    it (nor the clone's path); bocker_run's first recorded example is a run
+    that works (the unknown-image error comes after)."""
+    import html as htmlmod
+    page = tmp_path / 'p.html'
+    r = side_by_side('--html', str(page))
+    assert r.returncode == 0, r.stderr
+    text = page.read_text(encoding='utf-8')
+    for path in (os.path.dirname(os.path.abspath(reference)), ROOT, str(tmp_path)):
+        assert path not in text, path
+    assert 'Left: the bash <code>%s</code>' % os.path.basename(reference) in text
+    section = text[text.index('id="bocker_run"'):]
+    first = section.index('fixtures/golden/')
+    assert section.startswith('fixtures/golden/run-stdout.txt', first), section[first:first + 80]
+    shown = htmlmod.unescape(section[first:section.index("</pre>", first)])
+    assert 'hello' in shown and "No image named" not in shown, shown
+
+
+def test_piped_into_a_pager_it_fits_the_terminal_on_stderr(reference):
+    """`compat/side-by-side --colour run | less -R`: stdout is the pager's
+    pipe, the terminal is still on stderr; the columns fit its width, not 80."""
+    import fcntl
+    import struct
+    import termios
+    master, slave = os.openpty()
+    try:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 132, 0, 0))
+        env = {k: v for k, v in os.environ.items() if k != 'COLUMNS'}
+        r = subprocess.run([TOOL, '--colour', 'run'], stdout=subprocess.PIPE, stderr=slave,
+                           stdin=subprocess.DEVNULL, env=env, timeout=120)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert r.returncode == 0
+    plain = re.sub(r'\x1b\[[0-9;]*m', '', r.stdout.decode())
+    assert '\x1b[' in r.stdout.decode()                     # --colour: colour on a pipe
+    widest = max(len(line) for line in plain.split('\n'))
+    assert 80 < widest <= 132, widest
