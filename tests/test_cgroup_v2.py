@@ -27,6 +27,7 @@ the guest's output on the terminal; BOCKER_SKIP_VM=1 skips the outer test.
 """
 import os
 import re
+import signal
 import subprocess
 import sys
 import time

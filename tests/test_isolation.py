@@ -114,6 +114,18 @@ def answers(out):
 
 # --------------------------------------------------------------------------- helpers
 
+def run_and_exec(box, img, script):
+    """script's output as a run's command, then as an exec's in a running
+    container of the same image."""
+    _, r = box.run_container(img, script)
+    run, uuid = start(box, img)
+    try:
+        x = box.bocker('exec', uuid, 'sh', '-c', script)
+    finally:
+        stop(box, run, uuid)
+    return r.out, x.out
+
+
 def start(box, img, *opts, env=None):
     """A container of img running READY (removed by stop()); (run, uuid)."""
     before = set(box.containers())
@@ -432,13 +444,7 @@ def test_a_seccomp_filter_refuses_what_dockers_profile_refuses(box, probe_image)
     calls = ' '.join(DOCKER_PROFILE)
     script = ('grep -h "^Seccomp:" /proc/1/status /proc/self/status | tr -d "\\t "; '
               'probe syscall ' + calls)
-    _, r = box.run_container(img, script)
-    run, uuid = start(box, img)
-    try:
-        x = box.bocker('exec', uuid, 'sh', '-c', script)
-    finally:
-        stop(box, run, uuid)
-    for out in (r.out, x.out):
+    for out in run_and_exec(box, img, script):
         assert out.splitlines()[:2] == ['Seccomp:2', 'Seccomp:2'], out
         got = answers(out)
         wrong = {n: (got.get(n), want) for n, want in DOCKER_PROFILE.items()
@@ -607,13 +613,7 @@ def test_no_packet_sockets_nor_forged_headers_yet_ping_works(box, probe_image):
     img = box.init(probe_image)
     script = ('grep "^CapBnd:" /proc/self/status | tr -d "\\t"; probe packet; probe ping %s; '
               'ping -c 1 -W 2 %s > /dev/null && echo busybox_ping=OK' % (BRIDGE, BRIDGE))
-    _, r = box.run_container(img, script)
-    run, uuid = start(box, img)
-    try:
-        x = box.bocker('exec', uuid, 'sh', '-c', script)
-    finally:
-        stop(box, run, uuid)
-    for out in (r.out, x.out):
+    for out in run_and_exec(box, img, script):
         got = dict(answers(out), **{k: v for k, v in (l.split(':', 1) for l in out.splitlines()
                                                        if l.startswith('CapBnd:'))})
         assert int(got['CapBnd'], 16) & 1 << CAP_NET_RAW, out      # kept, as Docker
