@@ -83,7 +83,7 @@ def _summary(output):
 # lifecycle cases, the labs, make shell and make demo run on a v2 only host,
 # each in a sandbox as here (docs/HACKING.md has the list).
 VM_FILES = ('tests/test_sandbox.py', 'tests/test_commands.py', 'tests/test_lifecycle.py',
-            'tests/test_labs.py', 'tests/test_shell.py')
+            'tests/test_labs.py', 'tests/test_shell.py', 'tests/test_isolation.py')
 
 
 def run_in_vm(out=None, files=None):

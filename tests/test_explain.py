@@ -12,6 +12,7 @@ import os
 import pty
 import re
 import select
+import shlex
 import shutil
 import subprocess
 
@@ -352,7 +353,7 @@ def test_explain_labels_the_masks_and_prints_removed_after_its_step(box, busybox
         assert line and line[0].endswith('(a mask: /dev/null bound over it, reads as nothing)'), mounts
     assert re.search(r'/proc/sys +proc +ro\S* +\(read-only again', mounts), mounts
     (ps,) = box.containers()
-    both = box.sh('%s --EXPLAIN rm %s 2>&1' % (BOCKER, ps))
+    both = box.sh('%s --EXPLAIN rm %s 2>&1' % (shlex.quote(BOCKER), ps))
     assert both.code == 0, both
     parts = both.out.index('=== rm 3/4'), both.out.index('Removed: %s\n' % ps), both.out.index('=== rm 4/4')
     assert parts == tuple(sorted(parts)), both.out

@@ -30,6 +30,7 @@ import fcntl
 import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -242,6 +243,7 @@ def on_a_terminal(box, *args, until):
 
 # --- 1. The caller's terminal, session and process group ----------------------------
 
+@pytest.mark.v2(flavours=('sandbox',))
 def test_pid_1_and_exec_have_sessions_of_their_own_and_no_terminal(box, probe_image):
     """From a terminal (bocker the session leader of a pty): the container's
     pid 1, and a command exec starts, each lead a session of their own
@@ -281,6 +283,7 @@ def test_pid_1_and_exec_have_sessions_of_their_own_and_no_terminal(box, probe_im
         stop(box, run, uuid)
 
 
+@pytest.mark.v2(flavours=('sandbox',))
 def test_nothing_the_container_types_reaches_the_callers_shell(box, probe_image, tmp_path):
     """The attack of issue 24: an interactive shell on a terminal runs
     `bocker.sh run IMG ...` and then `bocker.sh exec ...`; in each the probe
@@ -295,10 +298,10 @@ def test_nothing_the_container_types_reaches_the_callers_shell(box, probe_image,
     typed = {what: str(tmp_path / ('typed-by-' + what)) for what in ('run', 'exec')}
     try:
         shell.type("%s run %s 'probe tiocsti 0 \"touch %s\\n\"'; echo run-$((40+2))-ended\n"
-                   % (BOCKER, img, typed['run']))
+                   % (shlex.quote(BOCKER), img, typed['run']))
         shell.read_until('run-42-ended')
         shell.type("%s exec %s probe tiocsti 0 'touch %s\\n'; echo exec-$((40+2))-ended\n"
-                   % (BOCKER, uuid, typed['exec']))
+                   % (shlex.quote(BOCKER), uuid, typed['exec']))
         shell.read_until('exec-42-ended')
         # anything pushed is in the input before this line: read and run first
         shell.type('echo checked-$((6*7))\n')
@@ -386,6 +389,7 @@ def masked_files():
                         'kcore') if os.path.isfile('/proc/' + n)]
 
 
+@pytest.mark.v2(flavours=('sandbox',))
 def test_proc_masks_are_the_containers_own_dev_null_read_only(box, probe_image):
     """The attack of issue 24: `touch -d 2001-02-03 /proc/keys` from a
     container changed the host's /dev/null (the mask was a writable bind of
@@ -484,6 +488,7 @@ sys.exit(code)
 '''
 
 
+@pytest.mark.v2(flavours=('sandbox',))
 def test_the_callers_keys_are_out_of_reach(box, probe_image):
     """The attack of issue 24: the container read a key its caller had added
     to its session keyring (keyrings(7)). The caller here adds one to a
@@ -560,6 +565,7 @@ def environment(out):
     return dict(line.split('=', 1) for line in out.splitlines() if '=' in line)
 
 
+@pytest.mark.v2(flavours=('sandbox',))
 def test_nothing_of_the_callers_environment_but_term(box, probe_image):
     """The attack of issue 24: a secret exported in the caller's shell was in
     the container's `env`, in run and in exec. Now a container's command
@@ -627,6 +633,7 @@ def test_no_packet_sockets_nor_forged_headers_yet_ping_works(box, probe_image):
 
 # --- 7. pivot_root --------------------------------------------------------------------------
 
+@pytest.mark.v2(flavours=('sandbox',))
 def test_the_containers_mount_namespace_holds_no_root_of_the_hosts(box, probe_image):
     """The attack of issue 24: `nsenter -t PID -m ls /` from the host listed
     the host's files: the container's mount namespace still had the host's

@@ -9,6 +9,7 @@ Not run here: `pull` from Docker Hub and `ping -c 1 1.1.1.1` need the internet
 (pull is tested against a registry of the tests' own: tests/test_pull.py)."""
 import os
 import re
+import shlex
 import subprocess
 
 import pytest
@@ -41,8 +42,8 @@ def examples():
 
 def as_in_the_sandbox(cmd, img, ps, rootfs):
     """The command with bocker.sh for bocker, the test's own ids and image."""
-    cmd = re.sub(r'^(\./)?bocker(\.sh)? ', BOCKER + ' ', cmd)
-    cmd = cmd.replace('&& ./bocker.sh ', '&& %s ' % BOCKER)
+    cmd = re.sub(r'^(\./)?bocker(\.sh)? ', lambda _: shlex.quote(BOCKER) + ' ', cmd)
+    cmd = cmd.replace('&& ./bocker.sh ', '&& %s ' % shlex.quote(BOCKER))
     cmd = re.sub(r'\bimg_42[0-9]{3}\b', img, cmd)
     cmd = re.sub(r'\bps_(?:42[0-9]{3}|N)\b', ps, cmd)
     return cmd.replace('~/rootfs', rootfs).replace('$IMG', img)

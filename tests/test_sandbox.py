@@ -1,8 +1,10 @@
 """The harness itself: a sandbox leaves nothing on the host, even when a
 container still runs as it closes. Needs root."""
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -109,9 +111,15 @@ def sandbox_cli(*args, python=sys.executable, **kw):
 @pytest.mark.v2
 def test_what_the_host_lacks_is_one_line_and_a_non_zero_exit():
     """Not root: one line saying so, exit 2, no traceback, nothing run."""
-    # the system's python3 (the .venv's may lie under root's home); sandbox.py needs no package
-    r = sandbox_cli('--', 'touch', '/tmp/bocker-sandbox-ran', python='/usr/bin/python3',
-                    user=65534, group=65534, extra_groups=[])
+    # the system's python3 (the .venv's may lie under root's home); sandbox.py needs no
+    # package, and is read from a copy (the clone may lie in a 0700 directory)
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o755)
+        shutil.copy(SANDBOX, d)
+        r = subprocess.run(['/usr/bin/python3', os.path.join(d, 'sandbox.py'), '--', 'touch',
+                            '/tmp/bocker-sandbox-ran'], capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=120, user=65534, group=65534,
+                           extra_groups=[])
     assert r.returncode == 2, r
     assert r.stderr == 'tests/sandbox.py: run as root (namespaces, mounts and cgroups need it)\n'
     assert not os.path.exists('/tmp/bocker-sandbox-ran')
