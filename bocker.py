@@ -757,8 +757,8 @@ def execute(image, uuid, cmd, signals):
     cdir = '%s/%s' % (container_path, uuid)
     # cgexec starts it in the cgroups; ip netns exec in the network namespace;
     # unshare -f (fork) -m (mount) -u (hostname) -i (ipc) -p (pid) gives it the
-    # rest, pid 1 of its own pid namespace; enter() mounts its /proc, makes
-    # merged its root and drops the capabilities a container must not have.
+    # rest, pid 1 of its own pid namespace; enter() mounts its /proc, /dev and
+    # /sys, pivots into merged and confines the command (see enter()).
     # bash: cgexec -g "$cgroups:$uuid" \
     #         ip netns exec netns_"$uuid" \
     #         unshare -fmuip --mount-proc \
@@ -3017,8 +3017,8 @@ def explain_watch(uuid, proc):
 def explain_wait(uuid, proc):
     """The watcher: pid 1 is read in two goes. As soon as it exists (forked by
     unshare, so already in the container's namespaces and cgroups): those, and
-    its pid in each pid namespace. Then, once enter() has chrooted and exec'd
-    the command: its root, capabilities, mounts and argv. A quick command
+    its pid in each pid namespace. Then, once enter() has pivoted into merged
+    and exec'd the command: its root, capabilities, mounts and argv. A quick command
     (`echo hi`) may end before the second look; the first is then all."""
     merged = '%s/%s/merged' % (container_path, uuid)
     pid, first, then = None, {}, {}
@@ -3031,7 +3031,7 @@ def explain_wait(uuid, proc):
         try:
             with open('/proc/%s/cmdline' % pid, 'rb') as f:
                 argv = f.read().split(b'\0')
-            # chrooted, and enter() has exec'd the command: its argv is there
+            # in merged (pivot_root), and enter() has exec'd the command: its argv is there
             # (empty while execve(2) is under way, its credentials set before)
             if same_file(os.stat('/proc/%s/root' % pid), os.stat(merged)) and argv[0] and \
                     b'__enter__' not in argv:
