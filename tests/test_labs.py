@@ -71,6 +71,10 @@ def normalise(text):
         line = re.sub(r'line [0-9]+: +([0-9]+) Killed +',
                       lambda m: 'line N: %s Killed ' % pids(m[1]), line)
         line = re.sub(r'\bbocker\.py:[0-9]+:', 'bocker.py:N:', line)
+        # the OOM killer may take more than one of the hog's processes (the shell,
+        # then yes or head while the first victim's memory is being reaped): a count
+        # of one or more is the lesson, 0 stays 0 and fails the key line
+        line = re.sub(r'^oom_kill [1-9][0-9]*$', 'oom_kill N', line)
         # ls -l: the link count and the date
         line = re.sub(r'^([-cdl][-rwxst]{9}) +[0-9]+ (.*?) [A-Z][a-z]{2} [ 0-9][0-9] (?:[0-9]{2}:[0-9]{2}| [0-9]{4}) ',
                       r'\1 N \2 DATE ', line)
@@ -93,7 +97,7 @@ KEY_LINES = {
     '02-veth-netns': [r'2 packets transmitted, 2 packets received, 0% packet loss',
                       r'ping: sendto: Network is unreachable',
                       r'default via 172\.19\.0\.1 dev veth1_c1'],
-    '03-cgroup-memory': [r'Killed', r'\nexit status 137\n', r'\noom_kill 1\n',
+    '03-cgroup-memory': [r'Killed', r'\nexit status 137\n', r'\noom_kill N\n',
                          r'\nsurvived, 9999999 bytes\n'],
     '05-pivot-root': [r'\nafter the escape, a file only the host has is in reach: True\n# pivot_root',
                       r'\nafter the escape, a file only the host has is in reach: False\n'],
