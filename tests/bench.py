@@ -35,7 +35,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from conftest import BOCKER, REFERENCE, ROOT, STORE  # noqa: E402  (the tests' own paths)
+from support import BOCKER, REFERENCE, ROOT, STORE  # noqa: E402  (the tests' own paths)
 ROUNDS = int(os.environ.get('BENCH_ROUNDS', '5'))   # BENCH_ONLY: see bench()
 TREE = os.environ.get('BENCH_TREE', '/var/cache/bocker-bench/bookworm-minbase')
 FLOOR_RUN = os.path.join(HERE, 'floor_run.sh')

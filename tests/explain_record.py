@@ -34,7 +34,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from conftest import BOCKER, Box  # noqa: E402
+from support import BOCKER, Box  # noqa: E402
 from golden import Normaliser  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
 

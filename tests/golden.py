@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from conftest import BOCKER, CONFLICT, REFERENCE, STORE, Box, clean_env, unclash  # noqa: E402
+from support import BOCKER, CONFLICT, REFERENCE, STORE, Box, clean_env, unclash  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
 
 GOLDEN_DIR = os.path.join(ROOT, 'fixtures', 'golden')
@@ -915,7 +915,7 @@ def serve_registry(box):
     tests/test_pull.py does), with the pull scenario's image pushed as golden:v1."""
     import tempfile
     import registry
-    from test_pull import InNetns
+    from support import InNetns
     worker = InNetns(box.sb.holder.pid)
     tmp = tempfile.mkdtemp(prefix='bocker-golden-registry-')
     try:

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from conftest import REFERENCE, ROOT, STORE, clean_env
+from support import REFERENCE, ROOT, STORE, clean_env
 
 SKIP = shutil.ignore_patterns('.venv', '.git', '__pycache__', '*.html')
 

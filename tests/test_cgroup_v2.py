@@ -38,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import vm  # noqa: E402
-from conftest import unclash  # noqa: E402
+from support import unclash  # noqa: E402
 
 BOCKER = os.path.join(ROOT, 'bocker.sh')
 STORE = '/var/lib/bocker'

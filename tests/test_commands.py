@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import BOCKER, CONTAINERS, OVERLAY, READY, clean_env, help_text
+from support import BOCKER, CONTAINERS, OVERLAY, READY, clean_env, help_text
 
 # Each test that uses a sandbox runs in both flavours (tests/sandbox.py): a
 # fresh sysfs, and the host's /sys as in a plain `unshare --net --mount` shell.

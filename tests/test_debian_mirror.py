@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from conftest import HERE
+from support import HERE
 
 SCRIPT = os.path.join(HERE, 'debian_mirror.py')
 

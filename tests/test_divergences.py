@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import BOCKER, CONFLICT, CONTAINERS, OVERLAY, ROOT, STORE
+from support import BOCKER, CONFLICT, CONTAINERS, OVERLAY, ROOT, STORE
 
 sys.path.insert(0, ROOT)
 import bocker  # noqa: E402
@@ -196,7 +196,7 @@ def test_missing_store_is_named(box, busybox):
 def test_missing_bridge_is_named_before_anything_is_made(busybox):
     """No br1: the bash fails in `ip link set ... master br1` (exit 255) after
     making the veth; bocker.py names it and points to compat/host-setup."""
-    from conftest import Box
+    from support import Box
     from sandbox import Sandbox
     with Sandbox(br1=False) as sb:
         box = Box(sb)

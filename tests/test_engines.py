@@ -16,15 +16,13 @@ import os
 import re
 import stat
 import subprocess
-import time
 
 import pytest
 
-from conftest import ROOT, STORE, Box
+from support import (ROOT, STORE, Box, Docker, Registry, left_running, pull, registry_in_sandbox,
+                     tree)
 from sandbox import Sandbox
 import engines
-from test_export_image import tree
-from test_pull import Registry, _start, pull
 
 EXPORT = os.path.join(ROOT, 'compat', 'export-image')
 OVERLAY = STORE + '/overlay'
@@ -176,39 +174,7 @@ def assert_hard_link(theirs, inodes):
     assert theirs['srv/file'][3] == theirs['srv/hard'][3] == 2, theirs['srv/file']
 
 
-class Docker(engines.Dockerd):
-    """engines.Dockerd in the test's sandbox, with the tests' runners."""
-
-    def __init__(self, box, top):
-        self.box = box
-        super().__init__(top, sandbox=box.sb)
-
-    def __call__(self, *args, **kw):
-        return self.box._run(self.docker + list(args), **kw)
-
-    def sh(self, script, *args):
-        """A shell line, $D standing for this docker."""
-        return self.box._run(['sh', '-c', script, 'sh', *args], env={'D': ' '.join(self.docker)})
-
-
 Podman = engines.Podman
-
-
-def left_running(box):
-    """Processes in the sandbox's cgroups but its holder, after a moment to go."""
-    for _ in range(100):
-        pids = box.sb._pids() - {box.sb.holder.pid}
-        if not pids:
-            return []
-        time.sleep(0.1)
-    found = []
-    for pid in pids:
-        try:
-            with open('/proc/%d/cmdline' % pid, 'rb') as f:
-                found.append((pid, f.read().replace(b'\0', b' ').decode()))
-        except OSError:
-            pass
-    return found
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -272,7 +238,7 @@ def images(ebox, source, tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def registry(ebox, tmp_path_factory):
-    worker, handle = _start(ebox, tmp_path_factory.mktemp('registry'))
+    worker, handle = registry_in_sandbox(ebox, tmp_path_factory.mktemp('registry'))
     yield Registry(worker, handle)
     worker(handle.stop)
     worker.close()

@@ -18,7 +18,7 @@ import subprocess
 
 import pytest
 
-from conftest import BOCKER, CONTAINERS, STORE, Result, clean_env, unclash
+from support import BOCKER, CONTAINERS, STORE, Result, clean_env, unclash
 from explain_record import FIXTURES, blocks, record, shown, wait_for
 from golden import Normaliser, diff
 

@@ -23,9 +23,8 @@ import time
 import pytest
 
 import engines
-from conftest import OVERLAY, ROOT, STORE, Box
+from support import OVERLAY, ROOT, STORE, Box, pull, tree
 from sandbox import Sandbox
-from test_pull import pull, reg  # noqa: F401  (reg: the registry fixture)
 
 EXPORT = os.path.join(ROOT, 'compat', 'export-image')
 GOARCH = {'x86_64': 'amd64', 'aarch64': 'arm64', 'i686': '386', 'armv7l': 'arm',
@@ -89,34 +88,6 @@ def members(path):
 
 def blob(found, digest):
     return found['blobs/sha256/' + digest.split(':', 1)[1]][1]
-
-
-def tree(top, skip=('img.source',)):
-    """{relative path: (type, mode, uid, gid, what)} and the hard-link groups.
-    what: sha256 of a file, a symlink's target, a device's numbers."""
-    out, inodes = {}, {}
-    for dirpath, dirs, files in os.walk(top):
-        for n in dirs + files:
-            p = os.path.join(dirpath, n)
-            rel = os.path.relpath(p, top)
-            if rel in skip:
-                continue
-            st = os.lstat(p)
-            kind = stat.S_IFMT(st.st_mode)
-            if stat.S_ISREG(kind):
-                with open(p, 'rb') as f:
-                    what = hashlib.sha256(f.read()).hexdigest()
-            elif stat.S_ISLNK(kind):
-                what = os.readlink(p)
-            elif stat.S_ISCHR(kind) or stat.S_ISBLK(kind):
-                what = (os.major(st.st_rdev), os.minor(st.st_rdev))
-            else:
-                what = None
-            mtime = None if stat.S_ISDIR(kind) else int(st.st_mtime)
-            out[rel] = (kind, oct(stat.S_IMODE(st.st_mode)), st.st_uid, st.st_gid, what, mtime)
-            if not stat.S_ISDIR(kind) and st.st_nlink > 1:
-                inodes.setdefault(st.st_ino, set()).add(rel)
-    return out, sorted(sorted(g) for g in inodes.values() if len(g) > 1)
 
 
 def store_listing(box):

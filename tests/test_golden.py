@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from conftest import CONFLICT, unclash
+from support import CONFLICT, unclash
 from sandbox import FLAVOURS
 from golden import (GOLDEN_DIR, REFERENCE, SCENARIOS, TRACE_READINGS, Normaliser, Runner,
                     X, command_of, declared_rows, diff, divergence_titles, expected_files,

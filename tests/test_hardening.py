@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import BOCKER, CONTAINERS, OVERLAY, READY, ROOT, STORE, Box, unclash
+from support import BOCKER, CONTAINERS, OVERLAY, READY, ROOT, STORE, Box, unclash
 from sandbox import Sandbox
 
 

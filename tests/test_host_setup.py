@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, STORE, Box
+from support import ROOT, STORE, Box
 from engines import alive
 from sandbox import Sandbox
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import STORE
+from support import STORE
 
 # Each test that uses a sandbox runs in both flavours (tests/sandbox.py): a
 # fresh sysfs, and the host's /sys as in a plain `unshare --net --mount` shell.

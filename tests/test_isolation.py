@@ -40,7 +40,7 @@ import time
 
 import pytest
 
-from conftest import BOCKER, CONTAINERS, HERE, READY, clean_env
+from support import BOCKER, CONTAINERS, HERE, READY, clean_env
 from engines import alive
 
 pytestmark = pytest.mark.flavours
@@ -727,8 +727,7 @@ def side_by_side(probe_image, tmp_path_factory):
     SIDE_BY_SIDE, each run once, with a secret in the caller's environment."""
     import engines
     from sandbox import Sandbox
-    from conftest import Box
-    from test_engines import Docker, left_running
+    from support import Box, Docker, left_running
     secret = {'PROBE_SECRET': 'probe-secret-%d' % os.getpid()}
     got = {}
     with Sandbox(engines=True) as sb:

@@ -16,69 +16,9 @@ import time
 
 import pytest
 
-from conftest import BOCKER, CONTAINERS, OVERLAY, READY, Box, Result, clean_env, ids
+from support import (BOCKER, CONTAINERS, FIRED, HOOK, OVERLAY, READY, Box, fired, freezer_cgroups,
+                     hooked, processes, remove_everything)
 from sandbox import Sandbox
-
-HOOK = 'BOCKER_TEST_HOOK'
-FIRED = re.compile(r'test hook: (kill|stop) at (\d+) \((.*)\)\n')
-
-
-def hooked(box, hook, *args, env=None):
-    """bocker ARGS in the sandbox with the hook set (HOOK=kill:K or stop:K);
-    a command killed by the hook has status -9."""
-    r = box.sb.run([BOCKER, *args], env=clean_env(dict(env or {}, **{HOOK: hook})),
-                   stdin=subprocess.DEVNULL,
-                   capture_output=True, timeout=120)
-    return Result(r.stdout.decode('utf-8', 'replace'), r.stderr.decode('utf-8', 'replace'),
-                  r.returncode)
-
-
-def fired(r):
-    """The step the hook killed the command at, or None: it ran to its end."""
-    m = FIRED.search(r.err)
-    return m.group(3) if m else None
-
-
-def processes(box, timeout=10):
-    """The processes left in the sandbox's cgroups besides its holder, once
-    the killed ones have gone (a SIGKILL takes effect when the kernel gets to
-    it): empty when clean."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = box.sb._pids() - {box.sb.holder.pid}
-        if not left or time.monotonic() > deadline:
-            return sorted(left)
-        time.sleep(0.05)
-
-
-def freezer_cgroups(box):
-    return [d for d in box.ls('/sys/fs/cgroup/freezer') if d.startswith('ps_')]
-
-
-def remove_everything(box, known=(), whole=True):
-    """`images` and `ps` (each also sweeps what a killed command left), rm of
-    each name they list and of the names the killed command was making; then
-    nothing may be left. whole: a listed image or container is complete (its
-    listing reads its img.source or command without an error)."""
-    listed = []
-    for command in ('images', 'ps'):
-        r = box.bocker(command)
-        assert r.code == 0 and (r.err == '' or not whole), (command, r)
-        listed += ids(r.out)
-    for name in listed:
-        r = box.bocker('rm', name)
-        assert (r.out, r.err, r.code) == ('Removed: %s\n' % name, '', 0), (name, r)
-    for name in [n for n in known if n not in listed]:
-        r = box.bocker('rm', name)         # not listed: rm finds what remains, or nothing
-        kind = 'image' if name.startswith('img_') else 'container'
-        assert (r.out, r.code) in (('Removed: %s\n' % name, 0),
-                                   ("No %s named '%s' exists\n" % (kind, name), 1)), (name, r)
-    left = box.leftovers()
-    left.update({k: v for k, v in (('processes', processes(box)),
-                                   ('freezer', freezer_cgroups(box)),
-                                   ('store', [n for n in box.ls(OVERLAY) + box.ls(CONTAINERS)]))
-                 if v})
-    return left
 
 
 def kill_at_every_step(box, argv, prepare=lambda: None, known=lambda _made: (), whole=True,

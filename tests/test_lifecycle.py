@@ -10,88 +10,19 @@ line discipline sends SIGINT to its foreground process group, termios(3)),
 `kill`, and a closed terminal (SIGHUP when the pty's master closes, pty(7)).
 Every test runs in both sandbox flavours. Needs root, like the suite.
 """
-import fcntl
 import os
 import signal
 import stat
 import subprocess
-import termios
 import time
 
 import pytest
 
-from conftest import BOCKER, CONTAINERS, OVERLAY, clean_env
+from support import (BOCKER, CONTAINERS, OVERLAY, Terminal, after_a_normal_end, container_processes,
+                     new_container, running_container)
 
 pytestmark = pytest.mark.flavours
 GRACE = '--STOP_TIMEOUT=2'
-
-
-class Terminal:
-    """bocker.sh ARGS in the sandbox on a pty of its own: its session leader,
-    the pty its controlling terminal, as a shell in a terminal starts a job."""
-
-    def __init__(self, box, *args):
-        self.master, slave = os.openpty()
-        sb = box.sb
-
-        def child():
-            sb._join()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-        self.proc = subprocess.Popen(sb.argv([BOCKER, *args]), stdin=slave, stdout=slave,
-                                     stderr=slave, start_new_session=True,
-                                     preexec_fn=child, env=clean_env())
-        os.close(slave)
-        self.seen = b''
-
-    def read_until(self, text, timeout=30):
-        deadline = time.monotonic() + timeout
-        while text.encode() not in self.seen:
-            assert time.monotonic() < deadline, self.seen
-            try:
-                self.seen += os.read(self.master, 4096)
-            except OSError:                    # EIO: the other side is gone
-                break
-        return self.seen.decode('utf-8', 'replace')
-
-    def ctrl_c(self):
-        os.write(self.master, b'\x03')
-
-    def hang_up(self):
-        os.close(self.master)
-        self.master = None
-
-    def wait(self, timeout=60):
-        return self.proc.wait(timeout)
-
-    def close(self):
-        if self.master is not None:
-            os.close(self.master)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def cgroup_procs(box, uuid):
-    with open(box.path(box.cgroup_dir('memory', uuid) + '/cgroup.procs')) as f:
-        return f.read().split()
-
-
-def after_a_normal_end(box, uuid):
-    """What a run leaves when its container ended: veth and netns gone, the
-    directory, log, mount and cgroups kept, no process left in them."""
-    assert box.leftovers().keys() <= {'mounts', 'cgroups', 'containers'}, box.leftovers()
-    assert not [l for l in box.links() if uuid in l] and not box.netns()
-    assert '%s/%s/merged' % (CONTAINERS, uuid) in box.mounts()
-    assert cgroup_procs(box, uuid) == []
-
-
-def new_container(box, before=()):
-    for _ in range(400):
-        new = set(box.containers()) - set(before)
-        if new and box.exists('%s/%s/%s.log' % (CONTAINERS, min(new), min(new))):
-            return new.pop()
-        time.sleep(0.05)
-    raise AssertionError('no container started')
 
 
 # --- 1. Signals to a foreground run ------------------------------------------------
@@ -200,31 +131,6 @@ def test_a_closed_terminal_ends_the_run_cleanly(box, busybox):
 
 
 # --- 1b. Signals to exec -------------------------------------------------------------
-
-def running_container(box, busybox, *opts):
-    """A container running `sleep 600` under its sh, once the sleep is there
-    (on a slow host sh may not have started it yet when /tmp/ready appears)."""
-    img = box.init(busybox)
-    run = box.popen([BOCKER, *opts, 'run', img, 'touch /tmp/ready; sleep 600'],
-                    stdout=subprocess.DEVNULL)
-    uuid = box.wait_ready()
-    deadline = time.monotonic() + 60
-    while 'sleep 600' not in container_processes(box, uuid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return run, uuid
-
-
-def container_processes(box, uuid):
-    """The commands of the processes in the container's cgroup."""
-    found = []
-    for pid in cgroup_procs(box, uuid):
-        try:
-            with open('/proc/%s/cmdline' % pid, 'rb') as f:
-                found.append(f.read().replace(b'\0', b' ').decode().strip())
-        except OSError:
-            pass
-    return found
-
 
 @pytest.mark.v2(flavours=('sandbox',))
 def test_exec_passes_a_signal_on_and_returns_128_plus_n(box, busybox):

@@ -2,103 +2,27 @@
 127.0.0.1 inside each test's sandbox (its private network namespace), images
 pushed by the tests (tests/registry.py). Needs root and docker-registry;
 the comparison with the reference needs BOCKER_REFERENCE."""
-import ctypes
 import hashlib
 import os
-import queue
 import shlex
-import threading
 
 import pytest
 
 import registry
-from conftest import OVERLAY, ROOT
+from support import (OVERLAY, ROOT, Registry, fired, hooked, pull, registry_in_sandbox,
+                     remove_everything)
 
 # Each test that uses a sandbox runs in both flavours (tests/sandbox.py): a
 # fresh sysfs, and the host's /sys as in a plain `unshare --net --mount` shell.
 pytestmark = pytest.mark.flavours
 
-CLONE_NEWNET = 0x40000000
-
-
-class InNetns:
-    """A thread that lives in the sandbox's network namespace (setns(2) acts on
-    the calling thread only), so the test can start a registry there and talk to
-    it while the rest of the test process stays on the host's network."""
-
-    def __init__(self, pid):
-        self.jobs = queue.Queue()
-        self.pid = pid
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
-
-    def _loop(self):
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = os.open('/proc/%d/ns/net' % self.pid, os.O_RDONLY)
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), 'setns')
-        os.close(fd)
-        while True:
-            job, box = self.jobs.get()
-            if job is None:
-                return
-            try:
-                box.put((True, job()))
-            except BaseException as e:       # handed back to the caller
-                box.put((False, e))
-
-    def __call__(self, fn, *args, **kw):
-        box = queue.Queue()
-        self.jobs.put((lambda: fn(*args, **kw), box))
-        ok, value = box.get()
-        if not ok:
-            raise value
-        return value
-
-    def close(self):
-        self.jobs.put((None, None))
-        self.thread.join()
-
-
-class Registry:
-    def __init__(self, worker, handle):
-        self.worker, self.handle, self.url = worker, handle, handle.url
-
-    def push(self, name, tag, layers, **kw):
-        return self.worker(registry.push_image, self.url, name, tag, layers, **kw)
-
-    def push_index(self, name, tag, manifests, **kw):
-        return self.worker(registry.push_index, self.url, name, tag, manifests, **kw)
-
-
-def _start(box, tmp_path, auth=None):
-    assert os.path.exists(registry.REGISTRY_BIN), \
-        'needs docker-registry (apt-get install docker-registry; make test installs it)'
-    worker = InNetns(box.sb.holder.pid)
-    handle = worker(registry.start_registry, tmp_path / 'registry', auth=auth)
-    return worker, handle
-
-
-@pytest.fixture
-def reg(box, tmp_path):
-    worker, handle = _start(box, tmp_path)
-    yield Registry(worker, handle)
-    worker(handle.stop)
-    worker.close()
-
 
 @pytest.fixture
 def token_reg(box, tmp_path):
-    worker, handle = _start(box, tmp_path, auth='token')
+    worker, handle = registry_in_sandbox(box, tmp_path, auth='token')
     yield Registry(worker, handle)
     worker(handle.stop)
     worker.close()
-
-
-def pull(box, reg, name, tag, tool='bocker'):
-    env = {'BOCKER_REGISTRY': reg.url,
-           'PATH': os.path.join(ROOT, 'compat') + ':' + os.environ['PATH']}
-    return getattr(box, tool)('pull', name, tag, env=env)
 
 
 def tree(top):
@@ -290,7 +214,6 @@ def test_pull_killed_at_every_step(box, reg):
     each layer, and between the steps that make the image: what it made is
     the image, whole and listed, or a hidden .pull-PID-UUID that the next
     command removes with its download directory /tmp/UUID."""
-    from test_kill import fired, hooked, remove_everything
     reg.push('killed', 'v1', [registry.busybox_layer(compress=True),
                               registry.make_layer({'extra': 'x\n'})])
     env = {'BOCKER_REGISTRY': reg.url,

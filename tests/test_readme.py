@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import BOCKER, ROOT, READY
+from support import BOCKER, ROOT, READY
 
 README = os.path.join(ROOT, 'README.md')
 NEEDS_MORE = ('pull busybox', 'pull myimage', '1.1.1.1', 'pull demo')

@@ -23,9 +23,8 @@ import pytest
 
 import engines
 
-from conftest import BOCKER, CONTAINERS
-from test_lifecycle import (Terminal, after_a_normal_end, cgroup_procs, container_processes,
-                            new_container, running_container)
+from support import (BOCKER, CONTAINERS, Terminal, after_a_normal_end, cgroup_procs, container_processes,
+                     new_container, running_container)
 
 pytestmark = pytest.mark.flavours
 

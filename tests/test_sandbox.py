@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from conftest import BOCKER, IN_V2_VM, ROOT, Box
+from support import BOCKER, IN_V2_VM, ROOT, Box
 from sandbox import ENGINE_CONTROLLERS, V2_CONTROLLERS, Sandbox, layout
 
 SANDBOX = os.path.join(ROOT, 'tests', 'sandbox.py')

@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import BOCKER, ROOT, clean_env, help_text
+from support import BOCKER, ROOT, clean_env, help_text
 
 
 def run(argv, cwd=None, env=None):

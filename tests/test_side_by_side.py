@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from conftest import REFERENCE, ROOT
+from support import REFERENCE, ROOT
 from chromium import CHROMIUM, Chromium
 
 TOOL = os.path.join(ROOT, 'compat', 'side-by-side')

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import BOCKER
+from support import BOCKER
 
 # Each test that uses a sandbox runs in both flavours (tests/sandbox.py): a
 # fresh sysfs, and the host's /sys as in a plain `unshare --net --mount` shell.
