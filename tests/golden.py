@@ -13,8 +13,15 @@ The expected documents live in fixtures/golden/:
   <scenario>.bocker.txt  what bocker.py does instead, for a scenario that
                          declares rows of compat/DIVERGENCES.md (recorded from
                          bocker.py, reviewed against those rows)
+  ext-<name>.txt         an extension scenario (EXT): what bocker.py does
+                         beyond the bash, where the reference has nothing to
+                         compare with (recorded from bocker.py alone, as it
+                         is: no trace read as the reference's; its cgroups
+                         with the pids controller). test_golden checks that
+                         the reference does not give that document.
 
-Record them all (needs root and the reference, BOCKER_REFERENCE):
+Record them all (needs root and the reference, BOCKER_REFERENCE; extension
+scenarios alone need no reference):
     make golden                   # = .venv/bin/python tests/golden.py --record
     .venv/bin/python tests/golden.py --record NAME...   # only these scenarios
     .venv/bin/python tests/golden.py --show NAME [--tool py|ref]   # print, no write
@@ -30,7 +37,11 @@ id (the reference's `sed 's/0//g'` and bocker.py's number alike, only where
 they stand as addresses: `172.18.0.X/24`, `inet 172.18.0.X`, `src 172.18.0.X`);
 the program's path (the reference's, bocker.sh's) -> PROG and bocker.sh's
 directory -> PROGDIR; bash's `line N:`; overlayfs's temporary names in work/;
-the pid in `nsenter -t PID` (a process id, different on every run).
+the pid in `nsenter -t PID` (a process id, different on every run). In an
+extension's document, bocker.py's call of itself (`PYTHON -I -S -c IMPORT DIR
+__enter__ ROOT CMD`, `... __join__ PID CMD`: the interpreter, the import line
+and the directory differ from one install to the next) reads `bocker.py
+__enter__ ROOT CMD` and `bocker.py __join__ PID CMD`.
 
 Ids are random (42002-42254) in both tools, so a run in a store that holds a
 container may draw a taken id: it prints `UUID conflict, retrying...` first
@@ -76,7 +87,7 @@ PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 TRACED = ('ip', 'mount', 'umount', 'cgcreate', 'cgset', 'cgexec', 'cgdelete',
           'unshare', 'nsenter', 'chroot')
 CONTROLLERS = ('cpu', 'cpuacct', 'memory')
-KNOBS = {'cpu': 'cpu.shares', 'memory': 'memory.limit_in_bytes'}
+KNOBS = {'cpu': 'cpu.shares', 'memory': 'memory.limit_in_bytes', 'pids': 'pids.max'}
 
 
 # --- The scenario table's vocabulary ----------------------------------------------
@@ -122,6 +133,13 @@ class Scenario:
     prep: str = ''            # shell, run in the sandbox once the image is made
     br1: bool = True
     registry: bool = False    # a docker-registry in the sandbox, pulled_layers() as golden:v1
+    beyond: str = ''          # an extension (EXT): what bocker.py does that the bash cannot
+
+    def __post_init__(self):
+        assert self.name.startswith('ext-') == bool(self.beyond), \
+            '%s: an extension scenario, and only one, is named ext-*' % self.name
+        assert not (self.beyond and (self.diverges or self.interop)), \
+            '%s: an extension has no reference to diverge from or share state with' % self.name
 
     @property
     def interop(self):
@@ -136,6 +154,13 @@ class Scenario:
 
 
 S = Scenario
+
+
+def EXT(name, steps, beyond, **kw):
+    """An extension scenario, ext-NAME: bocker.py alone, for what it does
+    beyond the bash (beyond: what, in a few words, and the DIVERGENCES.md row
+    or issue that added it). Its golden file is bocker.py's own document."""
+    return Scenario('ext-' + name, steps, beyond=beyond, **kw)
 INIT = X('init', IMAGE)
 # pull: the registry started in the sandbox, compat/ on PATH (the reference
 # finds download-frozen-image-v2 there, as a host with it installed would)
@@ -283,6 +308,19 @@ SCENARIOS = [
        X('ps', tool='ref'), X('logs', '{ps1}', tool='ref'), X('exec', '{ps1}', 'true', tool='ref'),
        X('commit', '{ps1}', 'img_5', tool='ref'), X('run', 'img_5', 'cat /mark', tool='ref'),
        X('rm', '{ps1}', tool='ref'), X('ps', tool='ref')]),
+    # -- beyond the bash: bocker.py alone (EXT), no reference to compare with ---------
+    EXT('pids-limit',
+        [INIT, X('--PIDS_LIMIT=64', 'run', '{img1}', 'cat /sys/fs/cgroup/pids/pids.max'),
+         X('run', '{img1}', 'cat /sys/fs/cgroup/pids/pids.max', env={'BOCKER_PIDS_LIMIT': '32'}),
+         X('run', '{img1}', 'cat /sys/fs/cgroup/pids/pids.max'),
+         BG('--PIDS_LIMIT=16', 'run', '{img1}', 'sleep 2'), RUNNING,
+         X('exec', '{ps4}', 'cat', '/sys/fs/cgroup/pids/pids.max'), WAIT],
+        beyond='a pids cgroup: --PIDS_LIMIT, BOCKER_PIDS_LIMIT, 2048 by default; exec joins it '
+               '(row 42)'),
+    EXT('pids-limit-refused',
+        [INIT, X('--PIDS_LIMIT=0', 'run', '{img1}', 'echo ran'),
+         X('run', '{img1}', 'echo ran', env={'BOCKER_PIDS_LIMIT': 'many'}), X('ps')],
+        beyond='a pids limit that is no number of 1 or more refused, nothing made (row 42)'),
 ]
 
 
@@ -365,6 +403,25 @@ def _without_pids_cgroup(line):
     return re.sub(r'^(\++ cg(?:create|exec) -g \S+) -g pids:/?ps_[0-9]+', r'\1', line)
 
 
+def _self_call(line):
+    """bocker.py's call of its own last step, `PYTHON -I -S -c IMPORT DIR
+    __enter__ ROOT CMD...` (or `__join__ PID CMD...`), as `bocker.py __enter__
+    ROOT CMD...` (`bocker.py __join__ PID CMD...`): what an extension's
+    document shows of it. Not a reading as the reference's: the reference
+    has no such step."""
+    m = re.match(r'^(\++ )(.*)$', line)
+    if not m or ('__enter__' not in line and '__join__' not in line):
+        return line
+    words = shlex.split(m.group(2))
+    for j, word in enumerate(words):
+        if word in ('__enter__', '__join__') and j >= 6 and words[j - 5:j - 2] == ['-I', '-S', '-c']:
+            if word == '__join__' and j + 1 < len(words):
+                words[j + 1] = 'PID'
+            words[j - 6:j] = ['bocker.py']
+            return m.group(1) + ' '.join(_xtrace_word(w) for w in words)
+    return line
+
+
 TRACE_READINGS = {
     # name: (keywords of its DIVERGENCES.md row, the reading, what it reads:
     # 'trace' lines, or 'tree' lines of what a scenario left)
@@ -393,7 +450,7 @@ def runs_or_execs(sc):
 def declared_rows(sc, tool='py'):
     """The rows a scenario's bocker.py run differs from the reference by."""
     rows = list(sc.diverges)
-    if tool == 'py' and runs_or_execs(sc):
+    if tool == 'py' and runs_or_execs(sc) and not sc.beyond:
         for name in TRACE_READINGS:
             row = reading_row(name)
             if row is not None and row not in rows:
@@ -428,7 +485,8 @@ def divergence_titles():
 
 
 def golden_path(sc, tool):
-    """Where the expected document of a scenario run by tool lives."""
+    """Where the expected document of a scenario run by tool lives (an
+    extension's, ext-NAME.txt, is bocker.py's: the reference has none)."""
     suffix = '.bocker.txt' if tool == 'py' and sc.diverges else '.txt'
     return os.path.join(GOLDEN_DIR, sc.name + suffix)
 
@@ -439,7 +497,7 @@ ID_RE = re.compile(r'(?<![A-Za-z0-9])(img|ps)_([0-9]+)')
 ADDR_RE = re.compile(r'(?:(?<=inet )|(?<=src ))172\.18\.0\.([0-9]+)\b|172\.18\.0\.([0-9]+)(?=/24)')
 MAC_RE = re.compile(r'02:42:ac:11:00?([0-9]):([0-9]{2})\b')
 LINK_LOCAL_RE = re.compile(r'fe80::42:acff:fe11:([0-9a-f]{1,4})(?=/64)')   # from the MAC
-NSENTER_RE = re.compile(r'^(\+ (?:cgexec -g \S+ )?nsenter -t )[0-9]+', re.M)
+NSENTER_RE = re.compile(r'^(\+ (?:cgexec (?:-g \S+ )+)?nsenter -t )[0-9]+', re.M)
 OVL_TEMP_RE = re.compile(r'(/work/work/)#[0-9a-f]+\b')   # overlayfs's own temporary names
 
 
@@ -638,7 +696,9 @@ class Runner:
     def record(self, n, step, args, code, out, err, held):
         """One step's result; held: what the store held when it started."""
         err, trace = split_trace(err)
-        if self.tool(step) == 'py':
+        if self.sc.beyond:
+            trace = [_self_call(l) for l in trace]
+        elif self.tool(step) == 'py':
             for name, (_keywords, reading, what) in TRACE_READINGS.items():
                 if what != 'trace':
                     continue
@@ -668,6 +728,8 @@ class Runner:
 
     def run(self):
         self.doc = ['# golden: %s' % self.sc.name]
+        if self.sc.beyond:
+            self.doc.append('# beyond the bash: %s' % self.sc.beyond)
         if self.sc.diverges:
             titles = divergence_titles()
             for row in self.sc.diverges:
@@ -772,7 +834,7 @@ class Runner:
                    for rel, lines in self.tree(self.box.path(STORE), '')]
         for _key, lines in sorted(entries):
             doc += lines
-        if self.mode == 'py':
+        if self.mode == 'py' and not self.sc.beyond:
             for name, (_keywords, reading, what) in TRACE_READINGS.items():
                 if what == 'tree':
                     # a file's line dropped takes its content lines with it
@@ -859,15 +921,18 @@ class Runner:
         return lines
 
     def cgroups(self):
+        """Each ps_N cgroup, its controllers and their knobs; an extension's
+        with the pids controller too (the reference has none: row 42)."""
+        controllers = CONTROLLERS + (('pids',) if self.sc.beyond else ())
         names = set()
-        for c in CONTROLLERS:
+        for c in controllers:
             for name in self.box.ls('/sys/fs/cgroup/' + c):
                 if name.startswith('ps_'):
                     names.add(name)
         lines = []
         for name in sorted(names):
             parts = []
-            for c in CONTROLLERS:
+            for c in controllers:
                 d = '/sys/fs/cgroup/%s/%s' % (c, name)
                 if not self.box.exists(d):
                     parts.append('%s: none' % c)
@@ -986,7 +1051,8 @@ def expected_files():
 def main():
     ap = argparse.ArgumentParser(description='Record or show golden documents.')
     ap.add_argument('--record', action='store_true',
-                    help='write fixtures/golden/ (reference; bocker.py for diverging scenarios)')
+                    help='write fixtures/golden/ (reference; bocker.py for diverging and '
+                         'extension scenarios)')
     ap.add_argument('--show', action='store_true', help='print the documents, write nothing')
     ap.add_argument('--tool', choices=('ref', 'py'), help='with --show: only this tool')
     ap.add_argument('names', nargs='*', help='scenarios (default: all)')
@@ -997,12 +1063,14 @@ def main():
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
         ap.error('unknown scenarios: %s' % ', '.join(unknown))
-    if not os.path.isfile(REFERENCE):
+    needs_reference = any(not BY_NAME[n].beyond for n in names) or a.tool == 'ref' or \
+        (a.show and not a.tool)
+    if needs_reference and not os.path.isfile(REFERENCE):
         ap.error('the reference is not at %s (set BOCKER_REFERENCE)' % REFERENCE)
     os.makedirs(GOLDEN_DIR, exist_ok=True)
     for name in names:
         sc = BY_NAME[name]
-        tools = ['ref'] + (['py'] if sc.diverges else [])
+        tools = ['py'] if sc.beyond else ['ref'] + (['py'] if sc.diverges else [])
         if a.show:
             tools = [a.tool] if a.tool else ['ref', 'py']
         for tool in tools:

@@ -9,6 +9,11 @@ sandbox, compared with its plain-text golden file in fixtures/golden/.
   need it.
 - test_reference[NAME]: the reference still gives <NAME>.txt (where the
   reference is present, as in CI).
+- extension scenarios (ext-NAME, golden.EXT): what bocker.py does beyond the
+  bash. test_bocker_py[ext-NAME] replays bocker.py against ext-NAME.txt, its
+  own recorded document; test_extension_is_beyond_the_reference[ext-NAME]
+  checks that the reference gives another document (else the scenario is an
+  ordinary one, to be compared with the reference).
 Record the golden files again with `make golden`. Needs root."""
 import os
 
@@ -16,9 +21,9 @@ import pytest
 
 from support import CONFLICT, unclash
 from sandbox import FLAVOURS
-from golden import (GOLDEN_DIR, REFERENCE, SCENARIOS, TRACE_READINGS, Normaliser, Runner,
-                    X, command_of, declared_rows, diff, divergence_titles, expected_files,
-                    golden_path, reading_row, run_scenario)
+from golden import (EXT, GOLDEN_DIR, REFERENCE, SCENARIOS, TRACE_READINGS, Normaliser, Runner,
+                    S, X, _self_call, command_of, declared_rows, diff, divergence_titles,
+                    expected_files, golden_path, reading_row, run_scenario)
 
 HAVE_REFERENCE = os.path.isfile(REFERENCE)
 
@@ -65,13 +70,57 @@ def test_bocker_py(sc, flavour):
     assert got == want, '\n' + diff(want, got, path)
 
 
+COMPARED = [sc for sc in SCENARIOS if not sc.beyond]
+EXTENSIONS = [sc for sc in SCENARIOS if sc.beyond]
+
+
 @pytest.mark.skipif(not HAVE_REFERENCE, reason='the reference is not at %s' % REFERENCE)
-@pytest.mark.parametrize('sc', SCENARIOS, ids=reference_id)
+@pytest.mark.parametrize('sc', COMPARED, ids=reference_id)
 def test_reference(sc):
     path = golden_path(sc, 'ref')
     want = expected(path)
     got = run_scenario(sc, 'ref')
     assert got == want, '\n' + diff(want, got, path)
+
+
+@pytest.mark.skipif(not HAVE_REFERENCE, reason='the reference is not at %s' % REFERENCE)
+@pytest.mark.parametrize('sc', EXTENSIONS, ids=reference_id)
+def test_extension_is_beyond_the_reference(sc):
+    """The reference, given an extension's steps, does not do what its
+    golden file says bocker.py does (the header lines aside)."""
+    print('beyond the bash: %s' % sc.beyond)
+
+    def body(doc):
+        return [l for l in doc.splitlines() if not l.startswith('# ')]
+    ours = expected(golden_path(sc, 'py'))
+    assert ours.startswith('# golden: %s\n# beyond the bash: %s\n' % (sc.name, sc.beyond)), ours[:200]
+    assert body(run_scenario(sc, 'ref')) != body(ours), \
+        '%s: the reference does this too: make it a scenario compared with the reference' % sc.name
+
+
+def test_an_extension_is_named_and_read_as_one():
+    """ext-* names extensions and only them; they have golden files of
+    their own (ext-NAME.txt) and declare no row (nothing is read as the
+    reference's); bocker.py's call of itself reads `bocker.py __enter__`."""
+    assert EXTENSIONS and all(sc.name.startswith('ext-') for sc in EXTENSIONS)
+    assert not any(sc.name.startswith('ext-') for sc in COMPARED)
+    for sc in EXTENSIONS:
+        assert golden_path(sc, 'py') == os.path.join(GOLDEN_DIR, sc.name + '.txt')
+        assert declared_rows(sc) == [] and scenario_id(sc) == sc.name
+    with pytest.raises(AssertionError):
+        S('not-ext', [X('help')], beyond='something')
+    with pytest.raises(AssertionError):
+        EXT('diverging', [X('help')], beyond='something', diverges=(1,))
+    line = ("+ cgexec -g cpu,cpuacct,memory:ps_1 -g pids:ps_1 nsenter -t 99 -u -i -n -p "
+            "'/a b/.venv/bin/python' -I -S -c 'import sys;import bocker' '/a b' __join__ 99 cat /x")
+    assert _self_call(line) == ('+ cgexec -g cpu,cpuacct,memory:ps_1 -g pids:ps_1 nsenter -t 99 '
+                                '-u -i -n -p bocker.py __join__ PID cat /x')
+    assert Normaliser().text(_self_call(line)).startswith(
+        '+ cgexec -g cpu,cpuacct,memory:ps_1 -g pids:ps_1 nsenter -t PID ')
+    line = ("+ unshare -fmuip --mount-proc /usr/bin/python3 -I -S -c 'import bocker' /srv "
+            "__enter__ /var/lib/bocker/containers/ps_1/merged /bin/sh -c 'echo a  b'")
+    assert _self_call(line) == ("+ unshare -fmuip --mount-proc bocker.py __enter__ "
+                                "/var/lib/bocker/containers/ps_1/merged /bin/sh -c 'echo a  b'")
 
 
 def test_golden_files_are_the_scenarios():
