@@ -505,8 +505,6 @@ class Docker(engines.Dockerd):
         return self.box._run(['sh', '-c', script, 'sh', *args], env={'D': ' '.join(self.docker)})
 
 
-Podman = engines.Podman
-
 
 def left_running(box):
     """Processes in the sandbox's cgroups but its holder, after a moment to go."""
