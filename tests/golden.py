@@ -977,7 +977,8 @@ def make_image(box, sc):
 
 def serve_registry(box):
     """docker-registry on 127.0.0.1 in the sandbox's network namespace (as
-    tests/test_pull.py does), with the pull scenario's image pushed as golden:v1."""
+    the reg fixture starts it: support.InNetns), with the pull scenario's
+    image pushed as golden:v1."""
     import tempfile
     import registry
     from support import InNetns

@@ -141,7 +141,7 @@ def test_run_retries_on_an_id_clash_and_fails_when_all_are_taken(box, busybox):
 def test_the_reference_on_a_likely_clash_prints_the_line_first_too(box, busybox, reference):
     """Where an id is free, the reference's run retries as bocker.py's does
     (that much is no divergence): a line per taken id it drew, before the
-    run's output, which is all that conftest's unclash() takes away."""
+    run's output, which is all that support's unclash() takes away."""
     img = box.init(busybox, tool='ref')
     fill(box, 'ps_', 42123)
     for n in range(42124, 42131):      # eight ids free: a clash is likely, the retries few

@@ -1,8 +1,10 @@
 """Where the tests' helpers live (issue 27): what tests share is in
 tests/support.py, pytest's hooks and fixtures in conftest.py, and no module
-imports a test module or conftest.py (a test module imported by another runs
-its import-time code twice under two names, and a helper in it is found only
-by reading every test). Reads the sources only: no sandbox, no root."""
+imports a test module or conftest.py. A helper kept in a test module is found
+only by reading the tests, ties the importer to that module's fixtures and
+marks (test_export_image once took its registry fixture from test_pull that
+way), and a script (golden.py) that imports it imports pytest's test code.
+Reads the sources only: no sandbox, no root."""
 import ast
 import glob
 import os
