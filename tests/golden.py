@@ -414,10 +414,12 @@ def _self_call(line):
         return line
     words = shlex.split(m.group(2))
     for j, word in enumerate(words):
-        if word in ('__enter__', '__join__') and j >= 6 and words[j - 5:j - 2] == ['-I', '-S', '-c']:
+        # the interpreter: the last word before the step's name that runs python
+        python = [i for i in range(j) if os.path.basename(words[i]).startswith('python')]
+        if word in ('__enter__', '__join__') and python:
             if word == '__join__' and j + 1 < len(words):
                 words[j + 1] = 'PID'
-            words[j - 6:j] = ['bocker.py']
+            words[python[-1]:j] = ['bocker.py']
             return m.group(1) + ' '.join(_xtrace_word(w) for w in words)
     return line
 
@@ -742,7 +744,12 @@ class Runner:
             getattr(self, 'step_' + step.kind)(n, step)
             self.discover()
         self.doc += self.state()
-        return '\n'.join(self.doc) + '\n'
+        doc = '\n'.join(self.doc) + '\n'
+        if self.sc.beyond and self.mode == 'py' and re.search(r'%s\b' % re.escape(ROOT), doc):
+            # nothing else would catch it on the machine that records it
+            raise RuntimeError('%s: the project\'s path %s is left in the document: '
+                               'normalise it' % (self.sc.name, ROOT))
+        return doc
 
     def spawn(self, argv, env, terminal=True):
         """Start argv in the sandbox, stdout and stderr to pipes, in a session
