@@ -17,6 +17,25 @@
 #                          cgexec(1), cgroups(7))
 #   networking             a veth pair, one end on bridge br1, the other in the
 #                          container's netns (ip-link(8), veth(4))
+#
+# Its sections, in order, each opened by a `# --- TITLE ---` banner
+# (docs/HACKING.md says what is in each). What a reader of the bash follows:
+#   The bash's own plumbing
+#   The bash functions, in the bash order
+#   Beyond the bash
+#   The dispatcher
+# and the machinery they need not follow:
+#   A container's record
+#   Copying trees
+#   Unpacking image layers
+#   Surviving a kill
+#   Finding and stopping processes
+#   Entering a container
+#   Seccomp
+#   What the kernel holds
+#   The need_* checks
+#   --EXPLAIN
+#   Importing plumbum
 import gc
 import io
 import os
@@ -665,9 +684,7 @@ def setup(c, cmd, undo):
         ['link', 'set', 'dev', veth1, 'up'],
         # bash: ip netns exec netns_"$uuid" ip route add default via 172.18.0.1
         ['route', 'add', 'default', 'via', '172.18.0.1']], wait=False)
-    if explaining():                           # which looks at each step in turn
-        ip_done()
-    explain('netns', uuid)
+    explain('netns', uuid, ip_done)            # (which waits for this ip to read it back)
     try:
         # bash: mkdir -p "$container_path/$uuid"/{lower,upper,work,merged} && cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null && \
         for sub in (c.lower, c.upper, c.work, c.merged):
@@ -702,7 +719,8 @@ def setup(c, cmd, undo):
     write_inside(c.merged, 'etc/resolv.conf', 'nameserver 114.114.114.114')
     # bash: echo "$cmd" > "$container_path/$uuid/$uuid.cmd"
     write(c.cmd_file, cmd)
-    c.save()                                   # beside it, what run knows of it (Container)
+    # diverges (row 50): and beside it, what run knows of it (Container.save())
+    c.save()
     explain('files', uuid)
     # A cgroup per container in each of the cpu, cpuacct and memory hierarchies.
     # bash: cgcreate -g "$cgroups:/$uuid"
@@ -785,7 +803,7 @@ def execute(c, cmd, signals):
             stdin=None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         chain.append(proc)
         started(uuid)
-        explain('watch', uuid, proc)
+        explain('container', uuid, proc)
         # bash: 2>&1 | tee "$container_path/$uuid/$uuid.log" || true
         tee(proc, log, signals)
     return signals.code or 0
@@ -864,7 +882,8 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
     # bash: [[ ! "$cid" =~ ^\ *[0-9]+$ ]] && echo "Container '$1' exists but is not running" && exit 1
     if not re.fullmatch(r' *[0-9]+', cid):
         refuse("Container '%s' exists but is not running", uuid)
-    explain('exec', uuid, cid)
+    explain('exec-found', uuid, cid)
+    explain('exec-nsenter', uuid, cid)
     # nsenter joins the namespaces of that process: -u uts, -i ipc, -n net,
     # -p pid (nsenter(1), setns(2)); join() then joins its mount namespace,
     # and with it the container's root.
@@ -1563,7 +1582,7 @@ def container_remains(uuid):
     removing the directory and cgdelete)? diverges (row 48)."""
     return well_formed(uuid) and uuid.startswith('ps_') and bool(
         [d for d in cgroup_dirs(uuid) if os.path.isdir(d)] or netns_exists(uuid) or
-        link_exists('veth0_' + uuid) or mounted(Container(uuid).merged))
+        link_exists(Container(uuid).veth0) or mounted(Container(uuid).merged))
 
 
 def listed(name):
@@ -2742,131 +2761,48 @@ def explaining():
 
 
 def explain(step, uuid, *more):
-    """After a step of run, exec or rm: with --EXPLAIN or --STEP, its block
-    (explain_step()); without them nothing at all."""
+    """The hook the commands call after a step of run, exec or rm: with
+    --EXPLAIN or --STEP, its block (explain_step()); without them nothing at
+    all. It returns nothing, so it never changes what the command does."""
     if explaining():
         explain_step(step, uuid, *more)
 
 
-EXPLAIN_STEPS = {
-    # step: (command, number, title, bash line prefixes (of bocker.py's quotes), what,
-    #        man pages, pause after it with --STEP)
-    'veth': ('run', 1, 'the network: a veth pair, one end on br1', (
-        'ip link add dev veth0_', 'ip link set dev veth0_"$uuid" up',
-        'ip link set veth0_"$uuid" master br1', 'ip netns add netns_',
-        'ip link set veth1_"$uuid" netns'),
-        'A veth pair is a virtual Ethernet cable: what goes in at one end comes out '
-        'of the other. veth0 stays in this network namespace and becomes a port of '
-        'the bridge br1 (its master), as if plugged into a switch; veth1 moves into '
-        'a new network namespace, the container\'s own network stack, which '
-        '`ip netns add` keeps alive by bind-mounting it on /run/netns/NAME.',
-        'ip-link(8), veth(4), ip-netns(8), network_namespaces(7)', True),
-    'netns': ('run', 2, 'the network inside the netns: lo, address, route', (
-        'ip netns exec netns_"$uuid" ip link set dev lo up',
-        'ip netns exec netns_"$uuid" ip link set veth1_"$uuid" address',
-        'ip netns exec netns_"$uuid" ip addr add',
-        'ip netns exec netns_"$uuid" ip link set dev veth1_',
-        'ip netns exec netns_"$uuid" ip route add'),
-        'Inside the new namespace: lo comes up (a new namespace has it down, so '
-        'nothing would answer on 127.0.0.1); veth1 gets a MAC in Docker\'s '
-        '02:42:ac:11 range (02: a locally administered address) and the address '
-        '172.18.0.N/24 made from the id, which also gives the route to the rest of '
-        '172.18.0.0/24; everything else goes by the default route, through br1\'s '
-        'address 172.18.0.1.',
-        'ip-address(8), ip-route(8), ip-netns(8)', True),
-    'overlay': ('run', 3, 'the root: an overlay mount', (
-        'mkdir -p "$container_path/$uuid"/{lower,upper,work,merged}',
-        'mount -t overlay overlay'),
-        'The image becomes overlayfs\'s lower layer, never written (here hard links '
-        'to the image\'s files; the bash copies them), with an empty upper layer for '
-        'the container\'s writes and a work directory overlayfs needs for itself. '
-        'merged shows the two as one: a read finds upper first, then lower; a write '
-        'copies the file up into upper first; a deletion leaves a whiteout (a 0/0 '
-        'character device) in upper.',
-        'mount(8), overlayfs: docs.kernel.org/filesystems/overlayfs.html', True),
-    'files': ('run', 4, 'two files: resolv.conf and the command', (
-        "echo 'nameserver 114.114.114.114'", 'echo "$cmd" >'),
-        'resolv.conf is written through the mount, so overlayfs puts the new file '
-        'in upper and the image (lower) stays as it was; the command is kept beside '
-        'the container for `ps`.',
-        'resolv.conf(5)', True),
-    'cgroups': ('run', 5, 'the limits: cgroups', (
-        'cgcreate -g "$cgroups:/$uuid"', ': "${BOCKER_CPU_SHARE:=512}" && cgset',
-        ': "${BOCKER_MEM_LIMIT:=512}" && cgset'),
-        'A cgroup is a directory of a cgroup filesystem: cgcreate makes ps_N in the '
-        'hierarchy of each controller, cgset writes its files. cpu.shares is the '
-        'weight when CPUs are contended (1024 a full share; cgroup v2: cpu.weight); '
-        'memory.limit_in_bytes is where the kernel reclaims, then OOM-kills in the '
-        'cgroup (v2: memory.max). bocker.py adds a cgroup in the pids hierarchy: '
-        'past pids.max, fork(2) fails in it, so a fork bomb stops there. No process '
-        'is in them yet.',
-        'cgcreate(1), cgset(1), cgroups(7)', True),
-    'container': ('run', 6, "the container: its pid 1", (
-        'cgexec -g "$cgroups:$uuid"', '2>&1 | tee'),
-        'cgexec moves itself into the cgroups and execs ip netns exec, which joins '
-        'the network namespace (setns(2)) and execs unshare: -m, -u, -i make new '
-        'mount, hostname and IPC namespaces, -p a new pid namespace whose first '
-        'process, forked by -f, is its pid 1. bocker.py\'s enter step (in place of '
-        'chroot) starts a session and keyring of its own, mounts the container\'s '
-        '/proc and /dev, makes merged the root of its mount namespace and detaches '
-        'the host\'s (pivot_root(2)), drops capabilities, loads a seccomp filter and '
-        'execs /bin/sh -c CMD with an environment of its own; tee shows and logs its '
-        'output.',
-        'cgexec(1), ip-netns(8), unshare(1), namespaces(7), pid_namespaces(7), '
-        'setsid(2), keyrings(7), pivot_root(2), capabilities(7), seccomp(2)', False),
-    'cleanup': ('run', 7, 'the command ended: cleanup', (
-        'ip link del dev veth0_"$uuid"', 'ip netns del netns_"$uuid"'),
-        'Deleting one end of a veth deletes both; deleting the name in /run/netns '
-        'lets the kernel free the namespace once no process is in it. The overlay '
-        'mount, the cgroups and the directory stay, for logs, commit and rm.',
-        'ip-link(8), ip-netns(8)', False),
-    'exec-found': ('exec', 1, "the container's pid 1", (
-        'cid="$(ps o ppid,pid', '[[ ! "$cid" =~'),
-        'exec looks for the container\'s pid 1: the process whose root is the '
-        'container\'s merged directory (/proc/PID/root). NSpid lists its pid in each '
-        'pid namespace it is in: the host\'s, then the container\'s, where it is 1.',
-        'proc(5), pid_namespaces(7)', True),
-    'exec-nsenter': ('exec', 2, 'nsenter: into its namespaces', (
-        'nsenter -t "$cid"',),
-        'cgexec first moves it into the container\'s cgroups (cpu, cpuacct, memory, '
-        'pids), so its limits hold for what exec starts; '
-        'nsenter joins the namespaces of that process with setns(2): -u '
-        'hostname, -i IPC, -n network, -p pid (it forks, as only a child enters a '
-        'pid namespace); bocker.py\'s join step then joins its mount namespace, '
-        'whose root is the container\'s, and takes enter\'s other steps (session, '
-        'keyring, capabilities, seccomp filter, environment) before it execs the '
-        'command, which so sees what the container sees.',
-        'cgexec(1), nsenter(1), setns(2), namespaces(7)', True),
-    'rm-found': ('rm', 1, 'what there is to remove', (
-        'if [[ -d "$overlay_path/$1" ]];then',),
-        'Not an image, so a container: its parts, as the kernel shows them now.',
-        'proc(5), ip-netns(8), cgroups(7)', True),
-    'rm-stop': ('rm', 2, 'stop it if it runs', (),
-        'bocker.py\'s own step (DIVERGENCES rows 4, 46): SIGKILL to every process of '
-        'the container (in its cgroups, below its root, or still on the way there: '
-        'cgexec, ip netns exec, unshare), again until none is left; when pid 1 of a '
-        'pid namespace dies, the kernel kills every process in it. The run that '
-        'started it then deletes its veth and netns.',
-        'kill(2), pid_namespaces(7)', True),
-    'rm-parts': ('rm', 3, 'unmount and remove', (
-        'umount "$container_path/$1"/merged',),
-        'umount the overlay, remove the directory (the upper layer, the container\'s '
-        'changes, goes with it), then the netns and the veth where run has not '
-        'deleted them already.',
-        'umount(8), ip-netns(8), ip-link(8)', True),
-    'rm-cgroups': ('rm', 4, 'the cgroups', (
-        'cgdelete -g "$cgroups:/$1"',),
-        'cgdelete removes the container\'s cgroup directories (rmdir(2): a cgroup '
-        'goes only once no process is in it).',
-        'cgdelete(1), cgroups(7)', False),
-    'rm-image': ('rm', 1, 'the image', (
-        'rm -rf "$overlay_path/$1" && echo',),
-        'An image is a directory of the store; rm -rf removes it. A container made '
-        'from it keeps its lower layer: hard links hold the files.',
-        'rm(1), link(2)', False),
-}
-EXPLAIN_TOTALS = {'run': 7, 'exec': 2, 'rm': 4, 'rm-image': 1}
-EXPLAINED = {}                           # what a step saw, for a later one (rm's pid)
+class Step:
+    """One step --EXPLAIN prints: the flow it belongs to (run, exec, rm, or
+    rm-image: rm of an image), its title, the prefixes of the bash lines it
+    ports (found among this file's `bash:` quotes), the man pages, what it
+    does (its reader's docstring); read: the function that reads back what the kernel holds now;
+    pause: --STEP waits after it; watch: started in its place, it prints
+    the step later itself (run's pid 1, from a thread)."""
+
+    def __init__(self, flow, title, bash, man, pause, read, watch):
+        self.flow, self.title, self.bash, self.man = flow, title, bash, man
+        self.pause, self.read, self.watch = pause, read, watch
+        self.what = ' '.join(read.__doc__.split())   # the reader's docstring
+
+    def where(self, name):
+        """`run 3/7`: the command, the step's place in its flow, of how many."""
+        names = [n for n, step in EXPLAIN_STEPS.items() if step.flow == self.flow]
+        return '%s %d/%d' % (self.flow.split('-')[0], names.index(name) + 1, len(names))
+
+
+EXPLAIN_STEPS = {}      # {name: Step}, each flow's steps in their order (explains())
+
+
+def explains(name, flow, title, bash, man, pause=True, watch=None):
+    """Register the function below as the reader of step NAME: the one
+    registry of --EXPLAIN's steps, each beside the code that reads it back,
+    whose docstring says what the step does (the block's `what`)."""
+    def register(read):
+        EXPLAIN_STEPS[name] = Step(flow, title, bash, man, pause, read, watch)
+        return read
+    return register
+
+
+# What a step saw, for a later one: run's watcher of pid 1 ('watch', its
+# 'stop' and what it read, 'pid1'), exec's target, rm's pid.
+SEEN = {}
 
 # capabilities(7), by number: to read CapBnd and CapEff of /proc/PID/status
 CAP_NAMES = ('chown dac_override dac_read_search fowner fsetid kill setgid setuid '
@@ -2877,32 +2813,20 @@ CAP_NAMES = ('chown dac_override dac_read_search fowner fsetid kill setgid setui
              'wake_alarm block_suspend audit_read perfmon bpf checkpoint_restore').split()
 
 
-def explain_step(step, uuid, *more):
-    """After a step: its block on stderr, then with --STEP wait for Enter on
-    the terminal. Two steps do more: 'watch' (run, once the container's command
-    is started: uuid, its process) starts the watcher that prints the
-    'container' step; 'exec' (uuid, the pid found) prints both steps of exec."""
-    if step == 'watch':
-        return explain_watch(uuid, *more)
-    if step == 'exec':
-        explain_step('exec-found', uuid, *more)
-        return explain_step('exec-nsenter', uuid, *more)
-    command_, number, title, prefixes, what, man, pause = EXPLAIN_STEPS[step]
-    readers = {'veth': explain_veth, 'netns': explain_netns, 'overlay': explain_overlay,
-               'files': explain_files, 'cgroups': explain_cgroups,
-               'container': explain_container, 'cleanup': explain_cleanup,
-               'exec-found': explain_found, 'exec-nsenter': explain_nsenter,
-               'rm-found': explain_rm_found, 'rm-stop': explain_rm_stop,
-               'rm-parts': explain_rm_parts, 'rm-cgroups': explain_rm_cgroups,
-               'rm-image': explain_rm_image}
+def explain_step(name, uuid, *more, watched=False):
+    """After a step: its block on stderr (what its reader reads back now),
+    then with --STEP wait for Enter on the terminal. A step with a watcher
+    starts it instead, which calls this again (watched) when it has seen."""
+    step = EXPLAIN_STEPS[name]
+    if step.watch and not watched:
+        return step.watch(uuid, *more)
     try:
-        kernel = readers[step](uuid, *more)
+        kernel = step.read(uuid, *more)
     except (OSError, ValueError, KeyError, IndexError) as e:
         kernel = ['could not read it back: %r' % e]
-    total = EXPLAIN_TOTALS['rm-image' if step == 'rm-image' else command_]
-    explain_print(step, '%s %d/%d' % (command_, number, total), title,
-                  explain_quotes(prefixes), what, man, kernel)
-    if pause and option('STEP'):
+    explain_print(name, step.where(name), step.title, explain_quotes(step.bash),
+                  step.what, step.man, kernel)
+    if step.pause and option('STEP'):
         explain_pause()
 
 
@@ -3015,8 +2939,19 @@ def explain_link(link):
     return text
 
 
+@explains('veth', 'run', 'the network: a veth pair, one end on br1',
+          bash=('ip link add dev veth0_', 'ip link set dev veth0_"$uuid" up',
+                'ip link set veth0_"$uuid" master br1', 'ip netns add netns_',
+                'ip link set veth1_"$uuid" netns'),
+          man='ip-link(8), veth(4), ip-netns(8), network_namespaces(7)')
 def explain_veth(uuid):
-    veth0, veth1, netns = 'veth0_' + uuid, 'veth1_' + uuid, 'netns_' + uuid
+    """A veth pair is a virtual Ethernet cable: what goes in at one end comes
+    out of the other. veth0 stays in this network namespace and becomes a
+    port of the bridge br1 (its master), as if plugged into a switch; veth1
+    moves into a new network namespace, the container's own network stack,
+    which `ip netns add` keeps alive by bind-mounting it on /run/netns/NAME."""
+    c = Container(uuid)
+    veth0, veth1, netns = c.veth0, c.veth1, c.netns
     out = []
     host = explain_ip('-d', 'link', 'show', 'dev', veth0)
     names = {n.get('id'): n['name'] for n in explain_ip('netns', 'list') or [] if 'name' in n}
@@ -3050,15 +2985,29 @@ def netns_inode(netns):
         return 'gone (no such name in /run/netns)'
 
 
-def explain_netns(uuid):
-    netns = 'netns_' + uuid
+@explains('netns', 'run', 'the network inside the netns: lo, address, route',
+          bash=('ip netns exec netns_"$uuid" ip link set dev lo up',
+                'ip netns exec netns_"$uuid" ip link set veth1_"$uuid" address',
+                'ip netns exec netns_"$uuid" ip addr add',
+                'ip netns exec netns_"$uuid" ip link set dev veth1_',
+                'ip netns exec netns_"$uuid" ip route add'),
+          man='ip-address(8), ip-route(8), ip-netns(8)')
+def explain_netns(uuid, ip_done):
+    """Inside the new namespace: lo comes up (a new namespace has it down, so
+    nothing would answer on 127.0.0.1); veth1 gets a MAC in Docker's
+    02:42:ac:11 range (02: a locally administered address) and the address
+    172.18.0.N/24 made from the id, which also gives the route to the rest
+    of 172.18.0.0/24; everything else goes by the default route, through
+    br1's address 172.18.0.1."""
+    ip_done()                                  # run's ip, still at work: wait for it
+    netns = Container(uuid).netns
     out = ['in %s (ip -n %s):' % (netns, netns)]
     for link in explain_ip('-4', 'addr', 'show', netns=netns) or []:
         addrs = ['%s/%s' % (a['local'], a['prefixlen']) for a in link.get('addr_info', [])]
         out.append('  %s: %s (operstate %s), inet %s' % (
             link['ifname'], 'up' if 'UP' in link.get('flags', []) else 'down',
             link.get('operstate', '?'), ' '.join(addrs) or 'none'))
-    for link in explain_ip('link', 'show', 'dev', 'veth1_' + uuid, netns=netns) or []:
+    for link in explain_ip('link', 'show', 'dev', Container(uuid).veth1, netns=netns) or []:
         out.append('  %s: MAC %s' % (link['ifname'], link.get('address', '?')))
     for route in explain_ip('route', 'show', netns=netns) or []:
         words = [route.get('dst', '?')]
@@ -3070,7 +3019,17 @@ def explain_netns(uuid):
     return out
 
 
+@explains('overlay', 'run', 'the root: an overlay mount',
+          bash=('mkdir -p "$container_path/$uuid"/{lower,upper,work,merged}',
+                'mount -t overlay overlay'),
+          man='mount(8), overlayfs: docs.kernel.org/filesystems/overlayfs.html')
 def explain_overlay(uuid, image):
+    """The image becomes overlayfs's lower layer, never written (here hard
+    links to the image's files; the bash copies them), with an empty upper
+    layer for the container's writes and a work directory overlayfs needs
+    for itself. merged shows the two as one: a read finds upper first, then
+    lower; a write copies the file up into upper first; a deletion leaves a
+    whiteout (a 0/0 character device) in upper."""
     cdir = Container(uuid).dir
     mounts = [m for m in mountinfo() if m[0] == os.path.realpath(cdir + '/merged')]
     if not mounts:
@@ -3100,7 +3059,13 @@ def explain_overlay(uuid, image):
     return out
 
 
+@explains('files', 'run', 'two files: resolv.conf and the command',
+          bash=("echo 'nameserver 114.114.114.114'", 'echo "$cmd" >'),
+          man='resolv.conf(5)')
 def explain_files(uuid):
+    """resolv.conf is written through the mount, so overlayfs puts the new file
+    in upper and the image (lower) stays as it was; the command is kept
+    beside the container for `ps`."""
     cdir = Container(uuid).dir
     out = []
     for path in (cdir + '/merged/etc/resolv.conf', cdir + '/upper/etc/resolv.conf',
@@ -3177,7 +3142,19 @@ def made_cgroups(uuid):
 
 
 
+@explains('cgroups', 'run', 'the limits: cgroups',
+          bash=('cgcreate -g "$cgroups:/$uuid"',
+                ': "${BOCKER_CPU_SHARE:=512}" && cgset',
+                ': "${BOCKER_MEM_LIMIT:=512}" && cgset'),
+          man='cgcreate(1), cgset(1), cgroups(7)')
 def explain_cgroups(uuid):
+    """A cgroup is a directory of a cgroup filesystem: cgcreate makes ps_N in
+    the hierarchy of each controller, cgset writes its files. cpu.shares is
+    the weight when CPUs are contended (1024 a full share; cgroup v2:
+    cpu.weight); memory.limit_in_bytes is where the kernel reclaims, then
+    OOM-kills in the cgroup (v2: memory.max). bocker.py adds a cgroup in the
+    pids hierarchy: past pids.max, fork(2) fails in it, so a fork bomb stops
+    there. No process is in them yet."""
     mine = proc_cgroups('self')
     return explain_knobs(made_cgroups(uuid), procs=True) + [
         'this process (/proc/self/cgroup): %s' % ' '.join(
@@ -3189,9 +3166,9 @@ def explain_watch(uuid, proc):
     and print the 'container' step, from a thread on this side: the container
     is never made to wait. It ends with proc at the latest."""
     import threading
-    EXPLAINED['stop'] = threading.Event()
-    EXPLAINED['watch'] = threading.Thread(target=explain_wait, args=(uuid, proc), daemon=True)
-    EXPLAINED['watch'].start()
+    SEEN['stop'] = threading.Event()
+    SEEN['watch'] = threading.Thread(target=explain_wait, args=(uuid, proc), daemon=True)
+    SEEN['watch'].start()
 
 
 def explain_wait(uuid, proc):
@@ -3202,7 +3179,7 @@ def explain_wait(uuid, proc):
     (`echo hi`) may end before the second look; the first is then all."""
     merged = Container(uuid).merged
     pid, first, then = None, {}, {}
-    while proc.poll() is None and not EXPLAINED['stop'].is_set():
+    while proc.poll() is None and not SEEN['stop'].is_set():
         if not pid:
             pid, first = explain_pid1(uuid, proc)
             if not pid:
@@ -3220,8 +3197,8 @@ def explain_wait(uuid, proc):
         except OSError:                        # it ended
             break
         os.sched_yield()                       # the window can be a millisecond
-    EXPLAINED['pid1'] = (pid, first, then)
-    explain_step('container', uuid)
+    SEEN['pid1'] = (pid, first, then)
+    explain_step('container', uuid, watched=True)
 
 
 def explain_pid1(uuid, proc):
@@ -3308,8 +3285,22 @@ def explain_ns(pid, got, joined=None):
     return out
 
 
+@explains('container', 'run', 'the container: its pid 1',
+          bash=('cgexec -g "$cgroups:$uuid"', '2>&1 | tee'),
+          man='cgexec(1), ip-netns(8), unshare(1), namespaces(7), pid_namespaces(7), '
+              'setsid(2), keyrings(7), pivot_root(2), capabilities(7), seccomp(2)',
+          pause=False, watch=explain_watch)
 def explain_container(uuid):
-    pid, first, then = EXPLAINED.get('pid1') or (None, {}, {})
+    """cgexec moves itself into the cgroups and execs ip netns exec, which
+    joins the network namespace (setns(2)) and execs unshare: -m, -u, -i
+    make new mount, hostname and IPC namespaces, -p a new pid namespace
+    whose first process, forked by -f, is its pid 1. bocker.py's enter step
+    (in place of chroot) starts a session and keyring of its own, mounts the
+    container's /proc and /dev, makes merged the root of its mount namespace
+    and detaches the host's (pivot_root(2)), drops capabilities, loads a
+    seccomp filter and execs /bin/sh -c CMD with an environment of its own;
+    tee shows and logs its output."""
+    pid, first, then = SEEN.get('pid1') or (None, {}, {})
     if not pid:
         return ['pid 1 ended before it could be read']
     got = then or first
@@ -3332,9 +3323,9 @@ def explain_container(uuid):
     eff = caps(status.get('CapEff', '0'))
     out.append('  effective (CapEff %s): %s' % (
         status.get('CapEff', '?'), 'the same' if eff == kept else ' '.join(eff) or 'none'))
-    gone = [n for n in CAP_NAMES[:int(read('/proc/sys/kernel/cap_last_cap')) + 1]
-            if n not in kept]
-    out.append('  dropped, %d: %s' % (len(gone), ' '.join(gone)))
+    dropped = [n for n in CAP_NAMES[:int(read('/proc/sys/kernel/cap_last_cap')) + 1]
+               if n not in kept]
+    out.append('  dropped, %d: %s' % (len(dropped), ' '.join(dropped)))
     out.append('  NoNewPrivs: %s' % status.get('NoNewPrivs', '?'))
     out += explain_confined(pid, got)
     out.append('mounts it sees (/proc/%s/mountinfo, from its root):' % pid)
@@ -3390,13 +3381,19 @@ def seccomp_size():
         os.close(fd)
 
 
+@explains('cleanup', 'run', 'the command ended: cleanup',
+          bash=('ip link del dev veth0_"$uuid"', 'ip netns del netns_"$uuid"'),
+          man='ip-link(8), ip-netns(8)', pause=False)
 def explain_cleanup(uuid):
-    watch = EXPLAINED.get('watch')
+    """Deleting one end of a veth deletes both; deleting the name in /run/netns
+    lets the kernel free the namespace once no process is in it. The overlay
+    mount, the cgroups and the directory stay, for logs, commit and rm."""
+    watch = SEEN.get('watch')
     if watch:                                  # its step first (run may end early: ^C)
-        EXPLAINED['stop'].set()
+        SEEN['stop'].set()
         watch.join()
     cdir = Container(uuid).dir
-    out = ['veth0_%s: %s' % (uuid, 'still here' if link_exists('veth0_' + uuid) else
+    out = ['veth0_%s: %s' % (uuid, 'still here' if link_exists(Container(uuid).veth0) else
                             'gone (if_nametoindex(3) knows no such link)'),
            'netns_%s: %s' % (uuid, 'still here' if netns_exists(uuid) else
                              'gone from /run/netns; ip netns lists %s' % (
@@ -3408,14 +3405,32 @@ def explain_cleanup(uuid):
     return out
 
 
+@explains('exec-found', 'exec', "the container's pid 1",
+          bash=('cid="$(ps o ppid,pid', '[[ ! "$cid" =~'),
+          man='proc(5), pid_namespaces(7)')
 def explain_found(uuid, cid):
+    """exec looks for the container's pid 1: the process whose root is the
+    container's merged directory (/proc/PID/root). NSpid lists its pid in
+    each pid namespace it is in: the host's, then the container's, where it
+    is 1."""
     got = explain_read_pid(cid)
-    EXPLAINED['target'] = got
+    SEEN['target'] = got
     return explain_pid(cid, got)
 
 
+@explains('exec-nsenter', 'exec', 'nsenter: into its namespaces',
+          bash=('nsenter -t "$cid"',),
+          man='cgexec(1), nsenter(1), setns(2), namespaces(7)')
 def explain_nsenter(uuid, cid):
-    got = EXPLAINED.get('target') or explain_read_pid(cid)
+    """cgexec first moves it into the container's cgroups (cpu, cpuacct,
+    memory, pids), so its limits hold for what exec starts; nsenter joins
+    the namespaces of that process with setns(2): -u hostname, -i IPC, -n
+    network, -p pid (it forks, as only a child enters a pid namespace);
+    bocker.py's join step then joins its mount namespace, whose root is the
+    container's, and takes enter's other steps (session, keyring,
+    capabilities, seccomp filter, environment) before it execs the command,
+    which so sees what the container sees."""
+    got = SEEN.get('target') or explain_read_pid(cid)
     joined = dict.fromkeys(('uts', 'ipc', 'net', 'pid', 'pid_for_children'), 'nsenter')
     joined.update(dict.fromkeys(('cgroup', 'mnt'), 'the join step'))
     out = explain_ns(cid, got, joined=joined)
@@ -3426,78 +3441,138 @@ def explain_nsenter(uuid, cid):
 
 def explain_parts(uuid):
     """A container's parts, each as the kernel shows it now."""
-    cdir = Container(uuid).dir
+    c = Container(uuid)
     pid = container_pid(uuid)
     out = ['pid 1: %s' % ('host pid %s, `%s`' % (pid, explain_read_pid(pid)['cmdline'])
                           if pid else 'none running')]
-    out.append('%s/merged: %s' % (cdir, 'an overlay mount' if mounted(cdir + '/merged')
-                                  else 'not a mount point'))
-    out.append('%s: %s' % (cdir, 'there' if os.path.isdir(cdir) else 'gone'))
-    out.append('netns_%s: %s' % (uuid, netns_inode('netns_' + uuid)))
-    out.append('veth0_%s: %s' % (uuid, 'there' if link_exists('veth0_' + uuid) else 'gone'))
+    out.append('%s: %s' % (c.merged, 'an overlay mount' if mounted(c.merged)
+                           else 'not a mount point'))
+    out.append('%s: %s' % (c.dir, 'there' if os.path.isdir(c.dir) else 'gone'))
+    out.append('%s: %s' % (c.netns, netns_inode(c.netns)))
+    out.append('%s: %s' % (c.veth0, 'there' if link_exists(c.veth0) else 'gone'))
     return pid, out
 
 
+@explains('rm-found', 'rm', 'what there is to remove',
+          bash=('if [[ -d "$overlay_path/$1" ]];then',),
+          man='proc(5), ip-netns(8), cgroups(7)')
 def explain_rm_found(uuid):
+    """Not an image, so a container: its parts, as the kernel shows them now."""
     pid, out = explain_parts(uuid)
-    EXPLAINED['rm-pid'] = pid
+    SEEN['rm-pid'] = pid
+    c = Container.load(uuid)                   # what run knew of it, if bocker.py ran it
+    known = ['%s %s' % (f, getattr(c, f)) for f in c.FIELDS if getattr(c, f) is not None]
+    out.append('%s: %s' % (os.path.basename(c.state), ', '.join(known) if known else
+                           'none (the bash made it)'))
     return out + explain_knobs(made_cgroups(uuid))
 
 
+@explains('rm-stop', 'rm', 'stop it if it runs',
+          bash=(),
+          man='kill(2), pid_namespaces(7)')
 def explain_rm_stop(uuid):
-    pid = EXPLAINED.get('rm-pid')
+    """bocker.py's own step (DIVERGENCES rows 4, 46): SIGKILL to every process
+    of the container (in its cgroups, below its root, or still on the way
+    there: cgexec, ip netns exec, unshare), again until none is left; when
+    pid 1 of a pid namespace dies, the kernel kills every process in it. The
+    run that started it then deletes its veth and netns."""
+    pid = SEEN.get('rm-pid')
     if not pid:
-        return ['nothing to stop: no process has its root in %s/%s/merged' % (container_path, uuid)]
+        return ['nothing to stop: no process has its root in %s' % Container(uuid).merged]
     return ['pid %s: %s' % (pid, 'still running' if running(pid) else 'gone (killed)'),
             'container_pid: %s' % (container_pid(uuid) or 'none: no process has its root there')]
 
 
+@explains('rm-parts', 'rm', 'unmount and remove',
+          bash=('umount "$container_path/$1"/merged',),
+          man='umount(8), ip-netns(8), ip-link(8)')
 def explain_rm_parts(uuid):
+    """umount the overlay, remove the directory (the upper layer, the
+    container's changes, goes with it), then the netns and the veth where
+    run has not deleted them already."""
     return explain_parts(uuid)[1][1:]
 
 
+@explains('rm-cgroups', 'rm', 'the cgroups',
+          bash=('cgdelete -g "$cgroups:/$1"',),
+          man='cgdelete(1), cgroups(7)', pause=False)
 def explain_rm_cgroups(uuid):
+    """cgdelete removes the container's cgroup directories (rmdir(2): a cgroup
+    goes only once no process is in it)."""
     return explain_knobs(made_cgroups(uuid))
 
 
+@explains('rm-image', 'rm-image', 'the image',
+          bash=('rm -rf "$overlay_path/$1" && echo',),
+          man='rm(1), link(2)', pause=False)
 def explain_rm_image(uuid):
+    """An image is a directory of the store; rm -rf removes it. A container
+    made from it keeps its lower layer: hard links hold the files."""
     path = '%s/%s' % (overlay_path, uuid)
     return ['%s: %s' % (path, 'still there' if os.path.lexists(path) else 'gone')]
 
 
 # --- Importing plumbum: the lean import of the command runner --------------------
-# command() gets plumbum's `local` from here. The one place that knows plumbum's
-# layout (plumbum 2.0.2, as requirements-run.txt pins it; tests/
-# test_plumbum_import.py checks that this yields the `local` a plain import
-# gives); docs/BENCHMARK.md has what it saves (about 34 ms a command).
+# command() gets plumbum's `local` from here: the one place that knows plumbum's
+# layout. `from plumbum import local` costs more than all of run's system
+# commands (docs/BENCHMARK.md: about 34 ms a command), mostly in what bocker
+# never uses: the package __init__ files load colors, SSH and remote machines;
+# plumbum.path.local imports urllib.request (http.client, email, ssl) and
+# urllib.parse for as_uri(), daemons pickle; LocalMachine runs `uname -p`.
+#
+# What the lean import changes in this process, for the rest of its life:
+#  - sys.modules['plumbum'], ['plumbum.machines'], ['plumbum.path'] are bare
+#    module objects (namespace packages): their __init__ never runs, so names
+#    those define (plumbum.__version__, plumbum.colors, ...) are not there;
+#  - urllib.request, urllib.parse, pickle and inspect, if not yet imported,
+#    are stand-ins inside plumbum's modules (Deferred), loaded on first use;
+#  - platform.uname()'s processor is '' (not asked of `uname -p`);
+#  - the garbage collector is off during the import, and what it made is
+#    frozen (gc.freeze(): never walked again, at exit neither).
+# Only the plumbum that requirements-run.txt pins (PLUMBUM_LEAN, its dist-info
+# beside it) is imported so; any other, and any failure of the lean path,
+# gets the plain import. tests/test_plumbum_import.py checks that both yield
+# the same `local`, and that a failure falls back.
+PLUMBUM_LEAN = '2.0.2'
+
 
 def plumbum_local():
-    """plumbum's local machine, imported lean. `from plumbum import local`
-    costs more than all of run's system commands, mostly in what bocker never
-    uses: the package __init__ files load colors, SSH and remote machines;
-    plumbum.path.local imports urllib.request (http.client, email, ssl) and
-    urllib.parse for as_uri(), daemons pickle; LocalMachine runs `uname -p`.
-    Here the three packages are entered without their __init__ (as namespace
-    packages are), those modules and inspect load on first use (Deferred: none
-    is used to run a command), the processor name is not asked, and the
-    garbage collector neither runs during the import nor later walks what it
-    made (gc.freeze(): at exit too). A plumbum laid out otherwise is imported
-    the usual way."""
+    """plumbum's local machine: imported lean where the pinned plumbum is
+    installed, else (or if that fails) as `from plumbum import local`."""
     if 'plumbum.machines.local' in sys.modules:
         return sys.modules['plumbum.machines.local'].local
+    site = plumbum_site()
+    if site and os.path.isdir('%s-%s.dist-info' % (site, PLUMBUM_LEAN)):
+        try:
+            return plumbum_lean(site)
+        except Exception:                      # any failure: the plain import below
+            for name in [n for n in sys.modules if n == 'plumbum' or n.startswith('plumbum.')]:
+                del sys.modules[name]
+    from plumbum import local
+    return local
+
+
+def plumbum_site():
+    """The directory of the plumbum package the import would find, or None."""
+    for entry in sys.path:
+        path = os.path.join(entry or '.', 'plumbum')
+        if os.path.isfile(os.path.join(path, 'machines', 'local.py')):
+            return path
+    return None
+
+
+def plumbum_lean(site):
+    """The lean import (the section's comment says what it changes): the
+    three packages entered without their __init__, the stand-ins in place
+    while plumbum.machines.local loads."""
     import platform
     gc.disable()
     uname = platform.uname()                   # processor: a cached_property (3.9+)
     if hasattr(uname, '__dict__'):
         uname.__dict__.setdefault('processor', '')
-    site = None
-    for entry in sys.path:
-        if os.path.isfile(os.path.join(entry or '.', 'plumbum', 'machines', 'local.py')):
-            site = os.path.join(entry or '.', 'plumbum')
-            break
     stubs = {}
-    for name in ('plumbum', 'plumbum.machines', 'plumbum.path') if site else ():
-        stubs[name] = type(sys)(name)      # a module object
+    for name in ('plumbum', 'plumbum.machines', 'plumbum.path'):
+        stubs[name] = type(sys)(name)          # a module object
         stubs[name].__path__ = [os.path.join(site, *name.split('.')[1:])]
         if '.' in name:
             setattr(stubs['plumbum'], name.split('.')[1], stubs[name])
@@ -3506,13 +3581,10 @@ def plumbum_local():
     sys.modules.update(stubs)
     sys.modules.update(deferred)
     try:
+        if os.environ.get('BOCKER_TEST_LEAN_IMPORT') == 'fail':   # the fallback's test
+            raise RuntimeError('lean import made to fail')
         import plumbum.machines.local
         return sys.modules['plumbum.machines.local'].local
-    except ImportError:
-        for name in [n for n in sys.modules if n == 'plumbum' or n.startswith('plumbum.')]:
-            del sys.modules[name]
-        from plumbum import local
-        return local
     finally:
         for name, module in deferred.items():  # only plumbum holds the stand-ins
             if sys.modules.get(name) is module:
