@@ -17,6 +17,25 @@
 #                          cgexec(1), cgroups(7))
 #   networking             a veth pair, one end on bridge br1, the other in the
 #                          container's netns (ip-link(8), veth(4))
+#
+# Its sections, in order, each opened by a `# --- TITLE ---` banner
+# (docs/HACKING.md says what is in each). What a reader of the bash follows:
+#   The bash's own plumbing
+#   The bash functions, in the bash order
+#   Beyond the bash
+#   The dispatcher
+# and the machinery they need not follow:
+#   A container's record
+#   Copying trees
+#   Unpacking image layers
+#   Surviving a kill
+#   Finding and stopping processes
+#   Entering a container
+#   Seccomp
+#   What the kernel holds
+#   The need_* checks
+#   --EXPLAIN
+#   Importing plumbum
 import gc
 import io
 import os
@@ -102,11 +121,12 @@ def trace(argv):
         sys.stderr.flush()
 
 
-def spawn(argv, shown=None):
-    """Every system command bocker runs starts here: shown by --TRACE as the
-    bash's `set -x` shows it (shown: the lines to show for it instead), looked
-    up on PATH now, and what we printed flushed before it writes. It returns
-    the plumbum command, to run, pipe or start. diverges (row 39): it starts
+def command(argv, shown=None):
+    """The plumbum command for argv, not yet started: every system command
+    bocker runs is made here, shown by --TRACE as the bash's `set -x` shows
+    it (shown: the lines to show for it instead), looked up on PATH now, and
+    what we printed flushed before it writes. The caller runs, pipes or
+    starts it. diverges (row 39): it starts
     with stdin, stdout and stderr only (plumbum's Popen closes the rest), so
     no descriptor of the caller reaches a container, where an open directory
     of the host would lead out of its root (fchdir(2)); the bash passed every
@@ -129,7 +149,7 @@ def run(*argv, check=True, quiet=False, stdout=None, stdin=None, shown=None, wai
     give it instead); as under bash's errexit, a failure ends bocker with the
     command's status (check=True). wait=False: return at once a function
     that waits for it (and ends bocker if it failed)."""
-    cmd = spawn(argv, shown)
+    cmd = command(argv, shown)
     if stdin is not None:
         cmd = cmd << stdin
     if quiet:                                  # bash: &> /dev/null
@@ -209,7 +229,7 @@ def bocker_check(name):
         return '0' if well_formed(name) and os.path.isdir('%s/%s' % (overlay_path, name)) else '1'
     if name[:3] == 'ps_':
         # bash: ps_) ls "$container_path" | grep -qw "$1" && echo 2 || echo 3;;
-        return '2' if well_formed(name) and os.path.isdir('%s/%s' % (container_path, name)) else '3'
+        return '2' if well_formed(name) and os.path.isdir(Container(name).dir) else '3'
     return ''
 
 
@@ -395,7 +415,8 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
         return 0
     # bash: else
     need_modules('plumbum')
-    cdir = '%s/%s' % (container_path, uuid)
+    c = Container(uuid)
+    cdir = c.dir
     explain('rm-found', uuid)
     # diverges (row 46): its lock first: a run still making it (or a commit
     # copying it) ends that before rm goes on; a run then sees its container
@@ -411,14 +432,14 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
     # bash: umount "$container_path/$1"/merged && rm -rf "$container_path/$1" && ip netns del netns_"$1" && ip link del dev veth0_"$1" && echo "Removed: $1"
     # diverges (row 3): each part is removed only if it is still there (run already
     # deleted the netns and veth), so Removed: is printed.
-    if not os.path.islink(cdir) and mounted(cdir + '/merged'):   # never through a link
-        run('umount', cdir + '/merged')
+    if not os.path.islink(cdir) and mounted(c.merged):   # never through a link
+        run('umount', c.merged)
     remove_tree(cdir)
     checkpoint('rm-removed')
     if netns_exists(uuid):
-        delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', 'netns_' + uuid)
-        gone('veth0_' + uuid)                  # its peer went with the netns
-    delete(lambda: link_exists('veth0_' + uuid), 'ip', 'link', 'del', 'dev', 'veth0_' + uuid)
+        delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', c.netns)
+        wait_until_gone(c.veth0)               # its peer went with the netns
+    delete(lambda: link_exists(c.veth0), 'ip', 'link', 'del', 'dev', c.veth0)
     explain('rm-parts', uuid)                  # the step, then its echo (--EXPLAIN)
     say('Removed: %s' % uuid)
     checkpoint('rm-said')
@@ -492,11 +513,12 @@ def bocker_ps(*args):  #HELP List containers:\nBOCKER ps
         # (listing() gives the names alone)
         # bash: echo -e "$ps\t\t$(cat "$container_path/$ps/$ps.cmd")"
         # diverges (row 19): printed as they are, no `echo -e` escapes
-        say('%s\t\t%s' % (ps, read_or_warn('%s/%s/%s.cmd' % (container_path, ps, ps))))
+        say('%s\t\t%s' % (ps, read_or_warn(Container(ps).cmd_file)))
     return 0
 
 
 def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <command>
+    flags, args = run_flags(args)              # beyond the bash: Docker's, before the image id
     need(args, 2, 'bocker_run')
     image = args[0]
     # bash: uuid="ps_$(shuf -i 42002-42254 -n 1)"
@@ -518,35 +540,34 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
             fail("image %s's /%s is not a directory: it cannot run a container"
                  % (image, mount_point))
     # bash: : "${BOCKER_CPU_SHARE:=512}"; : "${BOCKER_MEM_LIMIT:=512}" (checked first here)
-    cpu_share = number('CPU_SHARE')
-    mem_limit = number('MEM_LIMIT')
-    # diverges (row 42): a limit on the container's processes, as podman's 2048
-    pids_limit = number('PIDS_LIMIT', '2048')
-    if pids_limit < 1:
+    # diverges (row 42): and a limit on the container's processes, as podman's 2048
+    limits = {'cpu_share': number('CPU_SHARE'), 'mem_limit': number('MEM_LIMIT'),
+              'pids_limit': number('PIDS_LIMIT', '2048')}
+    if limits['pids_limit'] < 1:
         fail('BOCKER_PIDS_LIMIT must be 1 or more, not %r' % option('PIDS_LIMIT'))
     sweep()
     signals = Signals()                         # from here a signal ends run cleanly
     uuid = new_container()
+    c = Container(uuid, image=image, **limits, **flags)
     starting(uuid)                              # diverges (row 46): see starting()
     # (ip and mac: address(), in setup())
     # bash: cmd="${@:2}" && ip="$(echo "${uuid: -3}" | sed 's/0//g')" && mac="${uuid: -3:1}:${uuid: -2}"
     cmd = ' '.join(args[1:])
-    undo = []
+    undo = Undo()
     try:
-        setup(image, uuid, cmd, cpu_share, mem_limit, pids_limit, undo)
+        setup(c, cmd, undo)
         explain('cgroups', uuid)
     except (Exit, OSError, KeyboardInterrupt):
-        for step in reversed(undo):            # diverges (row 22): nothing half-made is left
-            step()
+        undo.all()                             # diverges (row 22): nothing half-made is left
         raise
     # the bash's cgexec ... | tee: execute()
     try:
-        code = execute(image, uuid, cmd, signals)
+        code = execute(c, cmd, signals)
     finally:
         # bash: ip link del dev veth0_"$uuid"
-        delete(lambda: link_exists('veth0_' + uuid), 'ip', 'link', 'del', 'dev', 'veth0_' + uuid)
+        delete(lambda: link_exists(c.veth0), 'ip', 'link', 'del', 'dev', c.veth0)
         # bash: ip netns del netns_"$uuid"
-        delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', 'netns_' + uuid)
+        delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', c.netns)
         explain('cleanup', uuid)
     if removed(STARTING[uuid]):                # diverges (row 46): rm stopped it
         fail('container %s was removed while it ran' % uuid, 137)
@@ -561,7 +582,7 @@ def starting(uuid):
     started (started()): an rm waits until then, so it finds every process
     the run started (stop()); an rm that took the lock first has removed it."""
     try:
-        fd = lock('%s/%s' % (container_path, uuid), exclusive=False)
+        fd = lock(Container(uuid).dir, exclusive=False)
     except FileNotFoundError:
         fd = None
     if fd is None or os.fstat(fd).st_nlink == 0:
@@ -588,7 +609,7 @@ def delete(exists, *argv):
     first is no failure."""
     if not exists():
         return
-    code, _out, err = spawn(argv).run(retcode=None)
+    code, _out, err = command(argv).run(retcode=None)
     if code and exists():
         sys.stderr.write(err)
         raise Exit(code)
@@ -616,7 +637,7 @@ def new_container():
         n = random.randint(ID_LOW, ID_HIGH)
         uuid = 'ps_%d' % n
         try:
-            os.mkdir('%s/%s' % (container_path, uuid))
+            os.mkdir(Container(uuid).dir)
             return uuid
         except FileExistsError:
             if n not in tried:
@@ -625,19 +646,20 @@ def new_container():
     fail('no free id left: all %d ps_N are taken' % len(tried))
 
 
-def setup(image, uuid, cmd, cpu_share, mem_limit, pids_limit, undo):
-    """Everything bocker_run does before the command runs. Each step that
-    makes something pushes its undo, so a failure half-way leaves nothing."""
-    cdir = '%s/%s' % (container_path, uuid)
-    undo.append(lambda: remove_tree(cdir))
+def setup(c, cmd, undo):
+    """Everything bocker_run does before the command runs, for Container c.
+    Each step that makes something pushes its undo, so a failure half-way
+    leaves nothing."""
+    uuid, image, cdir = c.id, c.image, c.dir
+    undo.push('remove ' + cdir, lambda: remove_tree(cdir))
     ip, mac = address(uuid)
-    veth0, veth1, netns = 'veth0_' + uuid, 'veth1_' + uuid, 'netns_' + uuid
+    veth0, veth1, netns = c.veth0, c.veth1, c.netns
     # A veth pair is a cable with two ends: veth0 stays on the host and joins
     # bridge br1; veth1 moves into the container's own network namespace.
     # (Each group of `ip` commands runs in one `ip -batch` process; the trace
     # still shows each command as the bash runs it.)
-    undo.append(lambda: delete(lambda: link_exists(veth0), 'ip', 'link', 'del', 'dev', veth0))
-    undo.append(lambda: delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', netns))
+    undo.push('ip link del ' + veth0, lambda: delete(lambda: link_exists(veth0), 'ip', 'link', 'del', 'dev', veth0))
+    undo.push('ip netns del ' + netns, lambda: delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', netns))
     ip_batch(None, [
         # bash: ip link add dev veth0_"$uuid" type veth peer name veth1_"$uuid"
         ['link', 'add', 'dev', veth0, 'type', 'veth', 'peer', 'name', veth1],
@@ -662,16 +684,14 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, pids_limit, undo):
         ['link', 'set', 'dev', veth1, 'up'],
         # bash: ip netns exec netns_"$uuid" ip route add default via 172.18.0.1
         ['route', 'add', 'default', 'via', '172.18.0.1']], wait=False)
-    if explaining():                           # which looks at each step in turn
-        ip_done()
-    explain('netns', uuid)
+    explain('netns', uuid, ip_done)            # (which waits for this ip to read it back)
     try:
         # bash: mkdir -p "$container_path/$uuid"/{lower,upper,work,merged} && cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null && \
-        for sub in ('lower', 'upper', 'work', 'merged'):
-            os.mkdir('%s/%s' % (cdir, sub))
+        for sub in (c.lower, c.upper, c.work, c.merged):
+            os.mkdir(sub)
         # bash: cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null
         # (hard links, not copies: overlayfs never writes to the lower layer)
-        copy_tree('%s/%s' % (overlay_path, image), cdir + '/lower', link=True)
+        copy_tree('%s/%s' % (overlay_path, image), c.lower, link=True)
         # diverges (rows 38, 45): /dev and /sys get filesystems of their own in
         # the container (enter()); an image without them (a pulled image, the
         # test image) gets the mount points here, in this container's lower
@@ -679,9 +699,9 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, pids_limit, undo):
         # container's directory notes each (POINT.mountpoint), so commit leaves
         # out those mount points, never a /dev or /sys the image had, even empty.
         for point in MOUNT_POINTS:
-            if not os.path.lexists('%s/lower/%s' % (cdir, point)):
-                os.mkdir('%s/lower/%s' % (cdir, point), 0o755)
-                write(cdir + '/' + MOUNT_POINT_NOTE % point,
+            if not os.path.lexists('%s/%s' % (c.lower, point)):
+                os.mkdir('%s/%s' % (c.lower, point), 0o755)
+                write(c.path(MOUNT_POINT_NOTE % point),
                       'run made lower/%s: the image has none' % point)
     finally:
         ip_done()
@@ -692,22 +712,25 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, pids_limit, undo):
     #         -o lowerdir="$container_path/$uuid"/lower,upperdir="$container_path/$uuid"/upper,workdir="$container_path/$uuid"/work \
     #         "$container_path/$uuid"/merged
     run('mount', '-t', 'overlay', 'overlay', '-o',
-        'lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work'.format(cdir), cdir + '/merged')
-    undo.insert(1, lambda: run('umount', cdir + '/merged', check=False))
+        'lowerdir=%s,upperdir=%s,workdir=%s' % (c.lower, c.upper, c.work), c.merged)
+    undo.push('umount ' + c.merged, lambda: run('umount', c.merged, check=False))
     explain('overlay', uuid, image)
     # bash: echo 'nameserver 114.114.114.114' > "$container_path/$uuid"/merged/etc/resolv.conf
-    write_inside(cdir + '/merged', 'etc/resolv.conf', 'nameserver 114.114.114.114')
+    write_inside(c.merged, 'etc/resolv.conf', 'nameserver 114.114.114.114')
     # bash: echo "$cmd" > "$container_path/$uuid/$uuid.cmd"
-    write('%s/%s.cmd' % (cdir, uuid), cmd)
+    write(c.cmd_file, cmd)
+    # diverges (row 50): and beside it, what run knows of it (Container.save())
+    c.save()
     explain('files', uuid)
     # A cgroup per container in each of the cpu, cpuacct and memory hierarchies.
     # bash: cgcreate -g "$cgroups:/$uuid"
     # diverges (row 42): and one in the pids hierarchy (cgroup_args()).
     run('cgcreate', *cgroup_args('/' + uuid))
-    undo.append(lambda: cgdelete(uuid))
+    undo.push('cgdelete ' + uuid, lambda: cgdelete(uuid))
     # pids.max: past it fork(2) and clone(2) fail with EAGAIN in the cgroup
     # (the kernel's cgroup-v1/pids.rst), so a fork bomb stops there.
-    pids = ['pids.max=%d' % pids_limit] if pids_hierarchy() else []
+    cpu_share, mem_limit = c.cpu_share, c.mem_limit
+    pids = ['pids.max=%d' % c.pids_limit] if pids_hierarchy() else []
     if cgroup_v2():
         # diverges (row 32): a cgroup v2 host has one hierarchy and other knobs (the bash
         # cannot run there): cpu.weight (1-10000, 100 by default) converted from
@@ -750,11 +773,11 @@ def address(uuid):
     return str(int(uuid[-3:])), '%s:%s' % (uuid[-3:-2], uuid[-2:])
 
 
-def execute(image, uuid, cmd, signals):
+def execute(c, cmd, signals):
     """Run the container's command, its output shown and logged (bash's tee).
     Its status: 0, as the bash's `|| true`, or 128+N after signal N."""
     import subprocess
-    cdir = '%s/%s' % (container_path, uuid)
+    uuid = c.id
     # cgexec starts it in the cgroups; ip netns exec in the network namespace;
     # unshare -f (fork) -m (mount) -u (hostname) -i (ipc) -p (pid) gives it the
     # rest, pid 1 of its own pid namespace; enter() mounts its /proc, /dev and
@@ -765,10 +788,10 @@ def execute(image, uuid, cmd, signals):
     #         chroot "$container_path/$uuid"/merged \
     #         /bin/sh -c "/bin/mount -t proc proc /proc && $cmd" \
     argv = ['cgexec', *cgroup_args(uuid),
-            'ip', 'netns', 'exec', 'netns_' + uuid,
+            'ip', 'netns', 'exec', c.netns,
             'unshare', '-fmuip', '--mount-proc',
-            *enter_argv(cdir + '/merged'), '/bin/sh', '-c', cmd]
-    logged = '%s/%s.log' % (cdir, uuid)
+            *enter_argv(c.merged), '/bin/sh', '-c', cmd]
+    logged = c.log
     log = open(logged, 'wb')                   # before the command: it never runs unlogged
     # diverges (row 36): a signal to the run is passed on to the container's pid 1,
     # which gets a grace to end, then is killed; see Signals.
@@ -776,11 +799,11 @@ def execute(image, uuid, cmd, signals):
     signals.started(lambda: [int(pid) for pid in [container_pid(uuid)] if pid],
                     lambda sig: kill_container(uuid, chain, sig), uuid)
     with log:
-        proc = spawn(argv, shown=[argv, ['tee', logged]]).popen(
+        proc = command(argv, shown=[argv, ['tee', logged]]).popen(
             stdin=None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         chain.append(proc)
         started(uuid)
-        explain('watch', uuid, proc)
+        explain('container', uuid, proc)
         # bash: 2>&1 | tee "$container_path/$uuid/$uuid.log" || true
         tee(proc, log, signals)
     return signals.code or 0
@@ -859,7 +882,8 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
     # bash: [[ ! "$cid" =~ ^\ *[0-9]+$ ]] && echo "Container '$1' exists but is not running" && exit 1
     if not re.fullmatch(r' *[0-9]+', cid):
         refuse("Container '%s' exists but is not running", uuid)
-    explain('exec', uuid, cid)
+    explain('exec-found', uuid, cid)
+    explain('exec-nsenter', uuid, cid)
     # nsenter joins the namespaces of that process: -u uts, -i ipc, -n net,
     # -p pid (nsenter(1), setns(2)); join() then joins its mount namespace,
     # and with it the container's root.
@@ -880,7 +904,7 @@ def bocker_logs(*args):  #HELP View logs from a container:\nBOCKER logs <contain
     need_container(uuid)                       # diverges (row 7): nor is img_N, or foo
     # bash: cat "$container_path/$1/$1.log"
     flush()
-    with open('%s/%s/%s.log' % (container_path, uuid, uuid), 'rb') as f:
+    with open(Container(uuid).log, 'rb') as f:
         sys.stdout.buffer.write(f.read())
     return 0
 
@@ -897,9 +921,10 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
         refuse("Image named '%s' exists", image)
     if not well_formed(image) or not image.startswith('img_'):   # diverges (row 8): see well_formed
         fail("'%s' is not a valid image name: use img_ and digits" % q(image))
-    merged = '%s/%s/merged' % (container_path, uuid)
+    c = Container(uuid)
+    merged = c.merged
     # diverges (row 46): an rm of the container waits until the copy is made.
-    HELD.append(lock('%s/%s' % (container_path, uuid), exclusive=False))
+    HELD.append(lock(c.dir, exclusive=False))
     # diverges (row 33): a container whose root is not mounted (after a reboot, or an
     # umount by hand) is refused; the bash's cp found an empty merged/* and
     # left an empty image behind.
@@ -920,7 +945,7 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
         # where run noted it made it. An image's own stays, empty or not.
         for point in MOUNT_POINTS:
             path = '%s/%s' % (tmp, point)
-            noted = '%s/%s/%s' % (container_path, uuid, MOUNT_POINT_NOTE % point)
+            noted = c.path(MOUNT_POINT_NOTE % point)
             if os.path.exists(noted) and os.path.isdir(path) and not os.path.islink(path) \
                     and not os.listdir(path):
                 os.rmdir(path)
@@ -956,17 +981,63 @@ def bocker_help(prog):  #HELP Display this message:\nBOCKER help
 
 def _help_lines():
     """{function name: its `#HELP` text with \\n made a newline and a tab}.
-    bash: sed -n "s/^.*#HELP\\s//p;" (the last `#HELP` followed by a blank)."""
+    bash: sed -n "s/^.*#HELP\\s//p;" (the last `#HELP` followed by a blank).
+    The `def` lines that carry one are bocker's list of commands (commands())."""
     found = {}
     with open(os.path.abspath(__file__), encoding='utf-8') as f:
-        for line in f:
-            line = line.rstrip('\n')
-            at = line.rfind('#HELP')
-            while at >= 0 and not line[at + 5:at + 6].isspace():
-                at = line.rfind('#HELP', 0, at)
-            if at >= 0 and line.startswith('def '):
-                found[line[4:line.index('(')]] = line[at + 6:].replace('\\n', '\n\t')
+        text = f.read()
+    at = text.find('#HELP')
+    while at >= 0:                             # str.find: no loop over every line
+        start, end = text.rfind('\n', 0, at) + 1, (text.find('\n', at) + 1 or len(text) + 1) - 1
+        line = text[start:end]
+        mark = line.rfind('#HELP')
+        while mark >= 0 and not line[mark + 5:mark + 6].isspace():
+            mark = line.rfind('#HELP', 0, mark)
+        if mark >= 0 and line.startswith('def '):
+            found[line[4:line.index('(')]] = line[mark + 6:].replace('\\n', '\n\t')
+        at = text.find('#HELP', end)
     return found
+
+
+def commands():
+    """The commands bocker knows, in help's order: each `def bocker_NAME` with
+    a `#HELP` line but help itself (which the shim answers, and main() for
+    no command or an unknown one). The one list: dispatch() runs them, and
+    bocker.sh hands every other word to bocker.py, so a command added here
+    (with its #HELP line) reaches help, the shim and dispatch at once."""
+    return [name[len('bocker_'):] for name in _help_lines()
+            if name.startswith('bocker_') and name != 'bocker_help']
+
+
+# --- Beyond the bash: commands the bash lacks -------------------------------------
+# Each is a `def bocker_NAME(*args):  #HELP WHAT (beyond the bash):\nBOCKER NAME ARGS`
+# here, after the bash's own: its #HELP line puts it in help, in the shim and in
+# dispatch() at once (commands()), and "(beyond the bash)" marks it so in help.
+# docs/HACKING.md has the checklist for adding one.
+
+# run's flags, as Docker spells them, between `run` and the image id, where the
+# bash takes the first word as an image id and refuses it ("No image named '-d'
+# exists"): so no invocation that works with the bash means anything else here.
+# {flag: (the Container field it sets, how its value is read: None for a flag
+# that takes no value)}; docs/HACKING.md has the checklist for adding one.
+RUN_FLAGS = {}
+
+
+def run_flags(args):
+    """The flags before run's image id: ({Container field: value}, the rest
+    of args). A flag given twice keeps the last; one that takes a value
+    takes the next word."""
+    fields, args = {}, list(args)
+    while args and args[0] in RUN_FLAGS:
+        flag = args.pop(0)
+        field, parse = RUN_FLAGS[flag]
+        if parse is None:
+            fields[field] = True
+        elif not args:
+            fail('run: %s needs a value' % flag)
+        else:
+            fields[field] = parse(args.pop(0))
+    return fields, args
 
 
 # --- The dispatcher --------------------------------------------------------------
@@ -1013,7 +1084,7 @@ def dispatch(argv):
         bocker_help(PROG)
         return 1
     # bash: case $1 in
-    if args[0] in ('pull', 'init', 'rm', 'images', 'ps', 'run', 'exec', 'logs', 'commit'):
+    if args[0] in commands():
         # bash: pull|init|rm|images|ps|run|exec|logs|commit) bocker_"$1" "${@:2}" ;;
         return globals()['bocker_' + args[0]](*args[1:])
     # bash: *) bocker_help "$0" ;;
@@ -1029,6 +1100,78 @@ def os_error(e, argv):
         if name is not None:
             words.append(q(os.fsdecode(name)))
     return ': '.join(words + [e.strerror or str(e)])
+
+
+# --- A container's record: its paths, and what run knew of it --------------------
+
+class Container:
+    """A container by its id: the bash's layout of it, containers/ps_N/ with
+    lower, upper, work and merged (the overlay), ps_N.cmd and ps_N.log; and
+    what run knew of it (the FIELDS), which run saves beside them in
+    ps_N.state for the commands that come after it (save(), load()). A
+    container the bash made has no state file: load() knows its paths only.
+    The state file is `key=value` lines, as os-release(5): `cat` reads it."""
+    FIELDS = ('image', 'cpu_share', 'mem_limit', 'pids_limit')
+
+    def __init__(self, uuid, **fields):
+        self.id = uuid
+        self.dir = '%s/%s' % (container_path, uuid)
+        for field in self.FIELDS:
+            setattr(self, field, fields.get(field))
+
+    def path(self, name):
+        return '%s/%s' % (self.dir, name)
+
+    lower = property(lambda self: self.path('lower'))     # the image's files
+    upper = property(lambda self: self.path('upper'))     # what the container wrote
+    work = property(lambda self: self.path('work'))       # overlayfs's scratch space
+    merged = property(lambda self: self.path('merged'))   # the two as one: its root
+    cmd_file = property(lambda self: self.path(self.id + '.cmd'))
+    log = property(lambda self: self.path(self.id + '.log'))
+    state = property(lambda self: self.path(self.id + '.state'))
+    netns = property(lambda self: 'netns_' + self.id)     # ip netns's name for its netns
+    veth0 = property(lambda self: 'veth0_' + self.id)     # the veth end on the host
+    veth1 = property(lambda self: 'veth1_' + self.id)     # the end in its netns
+
+    def save(self):
+        """Write ps_N.state: one `key=value` line per field that has a value
+        (a newline or backslash in a value escaped as \\n and \\\\)."""
+        lines = ['# what bocker.py run knew of %s (its command: %s.cmd)' % (self.id, self.id)]
+        for field in self.FIELDS:
+            value = getattr(self, field)
+            if value is not None:
+                lines.append('%s=%s' % (field, str(value).replace('\\', '\\\\').replace('\n', '\\n')))
+        write(self.state, '\n'.join(lines))
+
+    @classmethod
+    def load(cls, uuid):
+        """The record of container uuid, from its state file if it has one."""
+        fields = {}
+        try:
+            text = read(Container(uuid).state)
+        except FileNotFoundError:
+            text = ''
+        for line in text.split('\n'):
+            key, eq, value = line.partition('=')
+            if eq and key in cls.FIELDS:
+                fields[key] = '\\'.join(part.replace('\\n', '\n') for part in value.split('\\\\'))
+        return cls(uuid, **fields)
+
+
+class Undo:
+    """What a run has made so far, each part named with its undo: a failure
+    half-way takes them back last made first (all()), so nothing is left
+    half-made. diverges (row 22): the bash left them."""
+
+    def __init__(self):
+        self.steps = []                        # [(what it undoes, how)]
+
+    def push(self, name, step):
+        self.steps.append((name, step))
+
+    def all(self):
+        for _name, step in reversed(self.steps):
+            step()
 
 
 # --- Copying trees: init, run's lower layer and commit copy an image -------------
@@ -1243,7 +1386,7 @@ def unpack(layer, root):
     made = set()                               # paths this layer wrote
     with tarfile.open(layer, 'r:*') as tar:    # gzip or plain tar
         for m in tar:
-            path = inside(root, m.name)
+            path = resolve_inside(root, m.name)
             if path == root:
                 continue
             parent, name = os.path.split(path)
@@ -1264,7 +1407,7 @@ def unpack(layer, root):
             elif m.issym():
                 os.symlink(m.linkname, path)
             elif m.islnk():
-                os.link(inside(root, m.linkname), path, follow_symlinks=False)
+                os.link(resolve_inside(root, m.linkname), path, follow_symlinks=False)
             elif m.isreg():
                 with open(path, 'xb') as dst:
                     copy_member(tar, m, dst)
@@ -1296,7 +1439,7 @@ def copy_member(tar, m, dst):
             shutil.copyfileobj(src, dst, 1 << 20)
 
 
-def inside(root, name):
+def resolve_inside(root, name):
     """The host path of NAME in an image rooted at ROOT, resolving `..` and the
     symlinks along the way the way the kernel would after chroot(ROOT): the
     result never leaves ROOT. The last component itself is not followed."""
@@ -1439,7 +1582,7 @@ def container_remains(uuid):
     removing the directory and cgdelete)? diverges (row 48)."""
     return well_formed(uuid) and uuid.startswith('ps_') and bool(
         [d for d in cgroup_dirs(uuid) if os.path.isdir(d)] or netns_exists(uuid) or
-        link_exists('veth0_' + uuid) or mounted('%s/%s/merged' % (container_path, uuid)))
+        link_exists(Container(uuid).veth0) or mounted(Container(uuid).merged))
 
 
 def listed(name):
@@ -1513,7 +1656,7 @@ def thaw(uuid):
 def thaw_after_commit(uuid):
     """A killed commit left container uuid frozen: thaw it, unless another
     commit is freezing it now (it holds the lock on its lower directory)."""
-    lower = '%s/%s/lower' % (container_path, uuid)
+    lower = Container(uuid).lower
     fd = lock(lower, wait=False) if os.path.isdir(lower) else -1
     if fd is None:
         return
@@ -1530,7 +1673,7 @@ def frozen(uuid, copy):
     which no container sees). diverges (row 49): where it cannot be frozen (a
     cgroup v1 host without the freezer hierarchy mounted) the copy is taken
     from the running container, as the bash took it."""
-    lower = '%s/%s/lower' % (container_path, uuid)
+    lower = Container(uuid).lower
     fd = lock(lower) if os.path.isdir(lower) else None
     try:
         if not cgroup_procs(cgroup_dirs(uuid)):
@@ -1550,7 +1693,7 @@ def frozen(uuid, copy):
 def checkpoint(name):
     """A test hook, not for users: with BOCKER_TEST_HOOK=kill:K (or stop:K),
     bocker kills (stops) itself at the K-th checkpoint it passes: before each
-    system command (spawn()), and between the steps of init, pull, commit and
+    system command (command()), and between the steps of init, pull, commit and
     rm that run none. tests/test_kill.py counts K up until the command runs
     to its end, so each command is killed between each pair of its steps."""
     global CHECKPOINTS
@@ -1580,7 +1723,7 @@ def container_pid(uuid):
     /proc/PID/root, NSpid; its path reads `/` from here, as it lies in another
     mount namespace). diverges (rows 1, 31): the bash greps `ps o ppid,pid`, which
     finds nothing when ps right-aligns or has no terminal."""
-    merged = '%s/%s/merged' % (container_path, uuid)
+    merged = Container(uuid).merged
     try:
         mine = os.stat(merged)
     except OSError:
@@ -1666,7 +1809,7 @@ def container_processes(uuid):
     __enter__), while it is in our mount namespace or the container's netns
     (a store of the same paths in another mount namespace is another
     container); and the descendants of all of them."""
-    merged = '%s/%s/merged' % (container_path, uuid)
+    merged = Container(uuid).merged
     marker = b'\0__enter__\0' + os.fsencode(merged) + b'\0'
     ns = namespace
     mine = {ns('self', 'mnt')}
@@ -1905,7 +2048,7 @@ def spawn_exec(argv):
             except ProcessLookupError:
                 pass
     signals.started(groups, kill, 'the command')     # before it starts: no signal lost
-    proc = spawn(argv).popen(stdin=None, stdout=None, stderr=None)
+    proc = command(argv).popen(stdin=None, stdout=None, stderr=None)
     chain.append(proc)
     pidfd = os.pidfd_open(proc.pid)
     while proc.poll() is None or signals.code and commands():
@@ -1961,8 +2104,20 @@ PROC_MASKED = ('acpi', 'asound', 'kcore', 'keys', 'latency_stats', 'timer_list',
 # lower layer where its image has none.
 MOUNT_POINTS = ('dev', 'sys')
 
-# The kernel's numbers the enter step passes (mount(2), umount(2), prctl(2),
-# keyctl(2), setns(2)), named once.
+# The C calls the steps make (libc through ctypes, c_libraries(); those glibc
+# has no wrapper for by number, syscall()), and the kernel's numbers they pass,
+# named once (from the kernel's uapi headers):
+#   setsid(2)       a session of its own            (os.setsid)
+#   keyctl(2)       a session keyring of its own    KEYCTL_JOIN_SESSION_KEYRING
+#   mount(2)        /proc, /dev, /sys, the masks    MS_*
+#   unshare(2)      a cgroup namespace              CLONE_NEWCGROUP
+#   setns(2)        exec joins the container's      CLONE_NEWCGROUP, CLONE_NEWNS
+#   pivot_root(2)   the container's root            (syscall(): no glibc wrapper)
+#   umount2(2)      the host's root detached        MNT_DETACH
+#   prctl(2)        capabilities, no_new_privs      PR_*
+#   mknod(2)        /dev's devices                  (os.mknod)
+#   seccomp(2)      the filter                      (libseccomp: seccomp_load(3))
+#   execve(2)       the command                     (os.execve)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
 MNT_DETACH = 2
 PR_SET_CHILD_SUBREAPER, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 36, 24, 38
@@ -1981,51 +2136,89 @@ PING_GROUP_RANGE = '0 2147483647'
 
 
 def enter(root, *argv):
-    """The last step into a new container, as its pid 1 (see enter_argv()).
-    Each step below says what it does; compat/teaching.md teaches them on
-    the side-by-side page. The mounts are made in the container's new mount
-    namespace, which unshare made private: none of them shows on the host."""
-    libc, seccomp = c_libraries()
+    """The last step into a new container, as its pid 1 (see enter_argv()):
+    its steps, in the order they must come. compat/teaching.md teaches each
+    on the side-by-side page. The mounts are made in the container's new
+    mount namespace, which unshare made private: none of them shows on the
+    host."""
+    libc, seccomp = c_libraries()              # first: the host's files are still in reach
     default_signals()
-    # A session of its own (setsid(2)): no controlling terminal and no process
-    # group of the caller's, so the command can neither type into the caller's
-    # terminal (TIOCSTI, ioctl_tty(2)) nor signal the caller (`kill 0`).
-    # diverges (row 44): the bash ran it in the caller's session.
-    os.setsid()
-    # A session keyring of its own (keyrings(7)), not the caller's.
-    syscall(libc, 'keyctl', KEYCTL_JOIN_SESSION_KEYRING, None)
+    own_session(libc)
     mount = mounter(libc)
-    proc = root + '/proc'
-    mount(None, root, None, MS_REMOUNT | MS_BIND | MS_NODEV)
-    mount(b'proc', proc, b'proc', MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    remount_nodev(root, mount)                 # before anything is mounted below it
+    make_proc(root + '/proc', mount)
     make_dev(root + '/dev', mount)
     make_sys(root + '/sys', mount, libc)
+    allow_ping(root + '/proc')                 # through the new /proc: the container's netns
+    confine_proc(root, mount)                  # after /dev: the masks are its /dev/null
+    pivot_into(root, libc)                     # last of the mounts: the host's root goes
+    drop_capabilities(libc)                    # after the mounts, which need CAP_SYS_ADMIN
+    seccomp_load(seccomp)                      # last: it refuses the calls above
+    return exec_command(argv, container_env())
+
+
+def own_session(libc):
+    """A session of its own (setsid(2)): no controlling terminal and no
+    process group of the caller's, so the command can neither type into the
+    caller's terminal (TIOCSTI, ioctl_tty(2)) nor signal the caller (`kill
+    0`); and a session keyring of its own (keyrings(7)), not the caller's.
+    diverges (row 44): the bash ran it in the caller's session."""
+    os.setsid()
+    syscall(libc, 'keyctl', KEYCTL_JOIN_SESSION_KEYRING, None)
+
+
+def remount_nodev(root, mount):
+    """The root remounted nodev (mount(2)): a device node in the image, or
+    one the container could make, opens no device of the host. First, so
+    the mounts made below it are their own."""
+    mount(None, root, None, MS_REMOUNT | MS_BIND | MS_NODEV)
+
+
+def make_proc(proc, mount):
+    """bash: /bin/mount -t proc proc /proc. Its own proc filesystem (proc(5)),
+    which shows the processes of the pid namespace of whoever mounts it: the
+    container's. Before pivot_root: after it the command may not mount."""
+    mount(b'proc', proc, b'proc', MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def allow_ping(proc):
+    """ping as any user of the container (icmp(7): ping_group_range), set
+    in the container's network namespace only."""
     with open(proc + '/sys/net/ipv4/ping_group_range', 'w') as f:
         f.write(PING_GROUP_RANGE)
-    for name in PROC_READ_ONLY:                # the host's kernel switches: read-only
+
+
+def confine_proc(root, mount):
+    """The host kernel's switches under /proc read-only, and what it shows
+    of the host hidden: a mask is the container's own /dev/null (never the
+    host's: a chmod through it would change the host's) or an empty tmpfs,
+    each read-only (bind, then remount: mount(2))."""
+    proc = root + '/proc'
+    for name in PROC_READ_ONLY:
         path = '%s/%s' % (proc, name)
         if os.path.exists(path):
             mount(path.encode(), path, None, MS_BIND)
             mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
-    for name in PROC_MASKED:                   # what the host's kernel shows of itself: hidden
+    for name in PROC_MASKED:
         path = '%s/%s' % (proc, name)
         if os.path.isdir(path):
             mount(b'tmpfs', path, b'tmpfs', MS_RDONLY, b'size=0')
-        elif os.path.exists(path):             # the container's /dev/null, never the host's
+        elif os.path.exists(path):
             mount((root + '/dev/null').encode(), path, None, MS_BIND)
             mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
-    # pivot_root(".", "."): the new root and the old one (the host's) stacked on
-    # the same directory; the old one, on top, is then detached (umount2(2)).
-    # diverges (row 41): the bash's chroot kept the host's root there.
+
+
+def pivot_into(root, libc):
+    """bash: chroot "$container_path/$uuid"/merged. pivot_root(".", "."): the
+    new root and the old one (the host's) stacked on the same directory; the
+    old one, on top, is then detached (umount2(2)), so the host's files are
+    not in the container's mount namespace at all. diverges (row 41): the
+    bash's chroot kept the host's root there."""
     os.chdir(root)
     syscall(libc, 'pivot_root', b'.', b'.')
     if libc.umount2(b'.', MNT_DETACH) != 0:
         raise c_error('umount2', '.')
     os.chdir('/')
-    drop_capabilities(libc)
-    # diverges (row 43): the bash's container reached every system call.
-    seccomp_load(seccomp)
-    return exec_command(argv, container_env())
 
 
 def join(pid, *argv):
@@ -2038,8 +2231,16 @@ def join(pid, *argv):
     and working directory."""
     libc, seccomp = c_libraries()
     default_signals()
-    os.setsid()
-    syscall(libc, 'keyctl', KEYCTL_JOIN_SESSION_KEYRING, None)
+    own_session(libc)
+    join_namespaces(pid, libc)
+    drop_capabilities(libc)
+    seccomp_load(seccomp)
+    return exec_command(argv, container_env())
+
+
+def join_namespaces(pid, libc):
+    """setns(2) into pid's cgroup namespace, then its mount namespace (and
+    with it the container's root, as its root and working directory)."""
     for name, kind in (('cgroup', CLONE_NEWCGROUP), ('mnt', CLONE_NEWNS)):
         fd = os.open('/proc/%s/ns/%s' % (pid, name), os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -2048,9 +2249,6 @@ def join(pid, *argv):
         finally:
             os.close(fd)
     os.chdir('/')
-    drop_capabilities(libc)
-    seccomp_load(seccomp)
-    return exec_command(argv, container_env())
 
 
 def default_signals():
@@ -2331,7 +2529,8 @@ def seccomp_filter(lib):
 
 def seccomp_load(seccomp):
     """Load the filter into the kernel (seccomp_load(3); it sets no_new_privs,
-    which a filter needs): the last step before exec."""
+    which a filter needs): the last step before exec. diverges (row 43): the
+    bash's container reached every system call."""
     lib, ctx = seccomp
     code = lib.seccomp_load(ctx)
     if code < 0:
@@ -2486,7 +2685,7 @@ def link_exists(name):
         return False
 
 
-def gone(link):
+def wait_until_gone(link):
     """Wait a moment for a veth to vanish: the kernel tears a network namespace
     down (and with it the veth's other end) after `ip netns del` returns."""
     for _ in range(100):
@@ -2562,131 +2761,48 @@ def explaining():
 
 
 def explain(step, uuid, *more):
-    """After a step of run, exec or rm: with --EXPLAIN or --STEP, its block
-    (explain_step()); without them nothing at all."""
+    """The hook the commands call after a step of run, exec or rm: with
+    --EXPLAIN or --STEP, its block (explain_step()); without them nothing at
+    all. It returns nothing, so it never changes what the command does."""
     if explaining():
         explain_step(step, uuid, *more)
 
 
-EXPLAIN_STEPS = {
-    # step: (command, number, title, bash line prefixes (of bocker.py's quotes), what,
-    #        man pages, pause after it with --STEP)
-    'veth': ('run', 1, 'the network: a veth pair, one end on br1', (
-        'ip link add dev veth0_', 'ip link set dev veth0_"$uuid" up',
-        'ip link set veth0_"$uuid" master br1', 'ip netns add netns_',
-        'ip link set veth1_"$uuid" netns'),
-        'A veth pair is a virtual Ethernet cable: what goes in at one end comes out '
-        'of the other. veth0 stays in this network namespace and becomes a port of '
-        'the bridge br1 (its master), as if plugged into a switch; veth1 moves into '
-        'a new network namespace, the container\'s own network stack, which '
-        '`ip netns add` keeps alive by bind-mounting it on /run/netns/NAME.',
-        'ip-link(8), veth(4), ip-netns(8), network_namespaces(7)', True),
-    'netns': ('run', 2, 'the network inside the netns: lo, address, route', (
-        'ip netns exec netns_"$uuid" ip link set dev lo up',
-        'ip netns exec netns_"$uuid" ip link set veth1_"$uuid" address',
-        'ip netns exec netns_"$uuid" ip addr add',
-        'ip netns exec netns_"$uuid" ip link set dev veth1_',
-        'ip netns exec netns_"$uuid" ip route add'),
-        'Inside the new namespace: lo comes up (a new namespace has it down, so '
-        'nothing would answer on 127.0.0.1); veth1 gets a MAC in Docker\'s '
-        '02:42:ac:11 range (02: a locally administered address) and the address '
-        '172.18.0.N/24 made from the id, which also gives the route to the rest of '
-        '172.18.0.0/24; everything else goes by the default route, through br1\'s '
-        'address 172.18.0.1.',
-        'ip-address(8), ip-route(8), ip-netns(8)', True),
-    'overlay': ('run', 3, 'the root: an overlay mount', (
-        'mkdir -p "$container_path/$uuid"/{lower,upper,work,merged}',
-        'mount -t overlay overlay'),
-        'The image becomes overlayfs\'s lower layer, never written (here hard links '
-        'to the image\'s files; the bash copies them), with an empty upper layer for '
-        'the container\'s writes and a work directory overlayfs needs for itself. '
-        'merged shows the two as one: a read finds upper first, then lower; a write '
-        'copies the file up into upper first; a deletion leaves a whiteout (a 0/0 '
-        'character device) in upper.',
-        'mount(8), overlayfs: docs.kernel.org/filesystems/overlayfs.html', True),
-    'files': ('run', 4, 'two files: resolv.conf and the command', (
-        "echo 'nameserver 114.114.114.114'", 'echo "$cmd" >'),
-        'resolv.conf is written through the mount, so overlayfs puts the new file '
-        'in upper and the image (lower) stays as it was; the command is kept beside '
-        'the container for `ps`.',
-        'resolv.conf(5)', True),
-    'cgroups': ('run', 5, 'the limits: cgroups', (
-        'cgcreate -g "$cgroups:/$uuid"', ': "${BOCKER_CPU_SHARE:=512}" && cgset',
-        ': "${BOCKER_MEM_LIMIT:=512}" && cgset'),
-        'A cgroup is a directory of a cgroup filesystem: cgcreate makes ps_N in the '
-        'hierarchy of each controller, cgset writes its files. cpu.shares is the '
-        'weight when CPUs are contended (1024 a full share; cgroup v2: cpu.weight); '
-        'memory.limit_in_bytes is where the kernel reclaims, then OOM-kills in the '
-        'cgroup (v2: memory.max). bocker.py adds a cgroup in the pids hierarchy: '
-        'past pids.max, fork(2) fails in it, so a fork bomb stops there. No process '
-        'is in them yet.',
-        'cgcreate(1), cgset(1), cgroups(7)', True),
-    'container': ('run', 6, "the container: its pid 1", (
-        'cgexec -g "$cgroups:$uuid"', '2>&1 | tee'),
-        'cgexec moves itself into the cgroups and execs ip netns exec, which joins '
-        'the network namespace (setns(2)) and execs unshare: -m, -u, -i make new '
-        'mount, hostname and IPC namespaces, -p a new pid namespace whose first '
-        'process, forked by -f, is its pid 1. bocker.py\'s enter step (in place of '
-        'chroot) starts a session and keyring of its own, mounts the container\'s '
-        '/proc and /dev, makes merged the root of its mount namespace and detaches '
-        'the host\'s (pivot_root(2)), drops capabilities, loads a seccomp filter and '
-        'execs /bin/sh -c CMD with an environment of its own; tee shows and logs its '
-        'output.',
-        'cgexec(1), ip-netns(8), unshare(1), namespaces(7), pid_namespaces(7), '
-        'setsid(2), keyrings(7), pivot_root(2), capabilities(7), seccomp(2)', False),
-    'cleanup': ('run', 7, 'the command ended: cleanup', (
-        'ip link del dev veth0_"$uuid"', 'ip netns del netns_"$uuid"'),
-        'Deleting one end of a veth deletes both; deleting the name in /run/netns '
-        'lets the kernel free the namespace once no process is in it. The overlay '
-        'mount, the cgroups and the directory stay, for logs, commit and rm.',
-        'ip-link(8), ip-netns(8)', False),
-    'exec-found': ('exec', 1, "the container's pid 1", (
-        'cid="$(ps o ppid,pid', '[[ ! "$cid" =~'),
-        'exec looks for the container\'s pid 1: the process whose root is the '
-        'container\'s merged directory (/proc/PID/root). NSpid lists its pid in each '
-        'pid namespace it is in: the host\'s, then the container\'s, where it is 1.',
-        'proc(5), pid_namespaces(7)', True),
-    'exec-nsenter': ('exec', 2, 'nsenter: into its namespaces', (
-        'nsenter -t "$cid"',),
-        'cgexec first moves it into the container\'s cgroups (cpu, cpuacct, memory, '
-        'pids), so its limits hold for what exec starts; '
-        'nsenter joins the namespaces of that process with setns(2): -u '
-        'hostname, -i IPC, -n network, -p pid (it forks, as only a child enters a '
-        'pid namespace); bocker.py\'s join step then joins its mount namespace, '
-        'whose root is the container\'s, and takes enter\'s other steps (session, '
-        'keyring, capabilities, seccomp filter, environment) before it execs the '
-        'command, which so sees what the container sees.',
-        'cgexec(1), nsenter(1), setns(2), namespaces(7)', True),
-    'rm-found': ('rm', 1, 'what there is to remove', (
-        'if [[ -d "$overlay_path/$1" ]];then',),
-        'Not an image, so a container: its parts, as the kernel shows them now.',
-        'proc(5), ip-netns(8), cgroups(7)', True),
-    'rm-stop': ('rm', 2, 'stop it if it runs', (),
-        'bocker.py\'s own step (DIVERGENCES rows 4, 46): SIGKILL to every process of '
-        'the container (in its cgroups, below its root, or still on the way there: '
-        'cgexec, ip netns exec, unshare), again until none is left; when pid 1 of a '
-        'pid namespace dies, the kernel kills every process in it. The run that '
-        'started it then deletes its veth and netns.',
-        'kill(2), pid_namespaces(7)', True),
-    'rm-parts': ('rm', 3, 'unmount and remove', (
-        'umount "$container_path/$1"/merged',),
-        'umount the overlay, remove the directory (the upper layer, the container\'s '
-        'changes, goes with it), then the netns and the veth where run has not '
-        'deleted them already.',
-        'umount(8), ip-netns(8), ip-link(8)', True),
-    'rm-cgroups': ('rm', 4, 'the cgroups', (
-        'cgdelete -g "$cgroups:/$1"',),
-        'cgdelete removes the container\'s cgroup directories (rmdir(2): a cgroup '
-        'goes only once no process is in it).',
-        'cgdelete(1), cgroups(7)', False),
-    'rm-image': ('rm', 1, 'the image', (
-        'rm -rf "$overlay_path/$1" && echo',),
-        'An image is a directory of the store; rm -rf removes it. A container made '
-        'from it keeps its lower layer: hard links hold the files.',
-        'rm(1), link(2)', False),
-}
-EXPLAIN_TOTALS = {'run': 7, 'exec': 2, 'rm': 4, 'rm-image': 1}
-EXPLAINED = {}                           # what a step saw, for a later one (rm's pid)
+class Step:
+    """One step --EXPLAIN prints: the flow it belongs to (run, exec, rm, or
+    rm-image: rm of an image), its title, the prefixes of the bash lines it
+    ports (found among this file's `bash:` quotes), the man pages, what it
+    does (its reader's docstring); read: the function that reads back what the kernel holds now;
+    pause: --STEP waits after it; watch: started in its place, it prints
+    the step later itself (run's pid 1, from a thread)."""
+
+    def __init__(self, flow, title, bash, man, pause, read, watch):
+        self.flow, self.title, self.bash, self.man = flow, title, bash, man
+        self.pause, self.read, self.watch = pause, read, watch
+        self.what = ' '.join(read.__doc__.split())   # the reader's docstring
+
+    def where(self, name):
+        """`run 3/7`: the command, the step's place in its flow, of how many."""
+        names = [n for n, step in EXPLAIN_STEPS.items() if step.flow == self.flow]
+        return '%s %d/%d' % (self.flow.split('-')[0], names.index(name) + 1, len(names))
+
+
+EXPLAIN_STEPS = {}      # {name: Step}, each flow's steps in their order (explains())
+
+
+def explains(name, flow, title, bash, man, pause=True, watch=None):
+    """Register the function below as the reader of step NAME: the one
+    registry of --EXPLAIN's steps, each beside the code that reads it back,
+    whose docstring says what the step does (the block's `what`)."""
+    def register(read):
+        EXPLAIN_STEPS[name] = Step(flow, title, bash, man, pause, read, watch)
+        return read
+    return register
+
+
+# What a step saw, for a later one: run's watcher of pid 1 ('watch', its
+# 'stop' and what it read, 'pid1'), exec's target, rm's pid.
+SEEN = {}
 
 # capabilities(7), by number: to read CapBnd and CapEff of /proc/PID/status
 CAP_NAMES = ('chown dac_override dac_read_search fowner fsetid kill setgid setuid '
@@ -2697,32 +2813,20 @@ CAP_NAMES = ('chown dac_override dac_read_search fowner fsetid kill setgid setui
              'wake_alarm block_suspend audit_read perfmon bpf checkpoint_restore').split()
 
 
-def explain_step(step, uuid, *more):
-    """After a step: its block on stderr, then with --STEP wait for Enter on
-    the terminal. Two steps do more: 'watch' (run, once the container's command
-    is started: uuid, its process) starts the watcher that prints the
-    'container' step; 'exec' (uuid, the pid found) prints both steps of exec."""
-    if step == 'watch':
-        return explain_watch(uuid, *more)
-    if step == 'exec':
-        explain_step('exec-found', uuid, *more)
-        return explain_step('exec-nsenter', uuid, *more)
-    command_, number, title, prefixes, what, man, pause = EXPLAIN_STEPS[step]
-    readers = {'veth': explain_veth, 'netns': explain_netns, 'overlay': explain_overlay,
-               'files': explain_files, 'cgroups': explain_cgroups,
-               'container': explain_container, 'cleanup': explain_cleanup,
-               'exec-found': explain_found, 'exec-nsenter': explain_nsenter,
-               'rm-found': explain_rm_found, 'rm-stop': explain_rm_stop,
-               'rm-parts': explain_rm_parts, 'rm-cgroups': explain_rm_cgroups,
-               'rm-image': explain_rm_image}
+def explain_step(name, uuid, *more, watched=False):
+    """After a step: its block on stderr (what its reader reads back now),
+    then with --STEP wait for Enter on the terminal. A step with a watcher
+    starts it instead, which calls this again (watched) when it has seen."""
+    step = EXPLAIN_STEPS[name]
+    if step.watch and not watched:
+        return step.watch(uuid, *more)
     try:
-        kernel = readers[step](uuid, *more)
+        kernel = step.read(uuid, *more)
     except (OSError, ValueError, KeyError, IndexError) as e:
         kernel = ['could not read it back: %r' % e]
-    total = EXPLAIN_TOTALS['rm-image' if step == 'rm-image' else command_]
-    explain_print(step, '%s %d/%d' % (command_, number, total), title,
-                  explain_quotes(prefixes), what, man, kernel)
-    if pause and option('STEP'):
+    explain_print(name, step.where(name), step.title, explain_quotes(step.bash),
+                  step.what, step.man, kernel)
+    if step.pause and option('STEP'):
         explain_pause()
 
 
@@ -2812,7 +2916,7 @@ def explain_ip(*args, netns=None):
     """What `ip -j [-n NETNS] ARGS` reports (netlink, ip(8)), as Python data;
     None when ip fails (no such device)."""
     import json
-    code, out, _err = spawn(['ip', '-j'] + (['-n', netns] if netns else []) + list(args),
+    code, out, _err = command(['ip', '-j'] + (['-n', netns] if netns else []) + list(args),
                             shown=()).run(retcode=None)
     return json.loads(out or '[]') if code == 0 else None
 
@@ -2835,8 +2939,19 @@ def explain_link(link):
     return text
 
 
+@explains('veth', 'run', 'the network: a veth pair, one end on br1',
+          bash=('ip link add dev veth0_', 'ip link set dev veth0_"$uuid" up',
+                'ip link set veth0_"$uuid" master br1', 'ip netns add netns_',
+                'ip link set veth1_"$uuid" netns'),
+          man='ip-link(8), veth(4), ip-netns(8), network_namespaces(7)')
 def explain_veth(uuid):
-    veth0, veth1, netns = 'veth0_' + uuid, 'veth1_' + uuid, 'netns_' + uuid
+    """A veth pair is a virtual Ethernet cable: what goes in at one end comes
+    out of the other. veth0 stays in this network namespace and becomes a
+    port of the bridge br1 (its master), as if plugged into a switch; veth1
+    moves into a new network namespace, the container's own network stack,
+    which `ip netns add` keeps alive by bind-mounting it on /run/netns/NAME."""
+    c = Container(uuid)
+    veth0, veth1, netns = c.veth0, c.veth1, c.netns
     out = []
     host = explain_ip('-d', 'link', 'show', 'dev', veth0)
     names = {n.get('id'): n['name'] for n in explain_ip('netns', 'list') or [] if 'name' in n}
@@ -2870,15 +2985,29 @@ def netns_inode(netns):
         return 'gone (no such name in /run/netns)'
 
 
-def explain_netns(uuid):
-    netns = 'netns_' + uuid
+@explains('netns', 'run', 'the network inside the netns: lo, address, route',
+          bash=('ip netns exec netns_"$uuid" ip link set dev lo up',
+                'ip netns exec netns_"$uuid" ip link set veth1_"$uuid" address',
+                'ip netns exec netns_"$uuid" ip addr add',
+                'ip netns exec netns_"$uuid" ip link set dev veth1_',
+                'ip netns exec netns_"$uuid" ip route add'),
+          man='ip-address(8), ip-route(8), ip-netns(8)')
+def explain_netns(uuid, ip_done):
+    """Inside the new namespace: lo comes up (a new namespace has it down, so
+    nothing would answer on 127.0.0.1); veth1 gets a MAC in Docker's
+    02:42:ac:11 range (02: a locally administered address) and the address
+    172.18.0.N/24 made from the id, which also gives the route to the rest
+    of 172.18.0.0/24; everything else goes by the default route, through
+    br1's address 172.18.0.1."""
+    ip_done()                                  # run's ip, still at work: wait for it
+    netns = Container(uuid).netns
     out = ['in %s (ip -n %s):' % (netns, netns)]
     for link in explain_ip('-4', 'addr', 'show', netns=netns) or []:
         addrs = ['%s/%s' % (a['local'], a['prefixlen']) for a in link.get('addr_info', [])]
         out.append('  %s: %s (operstate %s), inet %s' % (
             link['ifname'], 'up' if 'UP' in link.get('flags', []) else 'down',
             link.get('operstate', '?'), ' '.join(addrs) or 'none'))
-    for link in explain_ip('link', 'show', 'dev', 'veth1_' + uuid, netns=netns) or []:
+    for link in explain_ip('link', 'show', 'dev', Container(uuid).veth1, netns=netns) or []:
         out.append('  %s: MAC %s' % (link['ifname'], link.get('address', '?')))
     for route in explain_ip('route', 'show', netns=netns) or []:
         words = [route.get('dst', '?')]
@@ -2890,8 +3019,18 @@ def explain_netns(uuid):
     return out
 
 
+@explains('overlay', 'run', 'the root: an overlay mount',
+          bash=('mkdir -p "$container_path/$uuid"/{lower,upper,work,merged}',
+                'mount -t overlay overlay'),
+          man='mount(8), overlayfs: docs.kernel.org/filesystems/overlayfs.html')
 def explain_overlay(uuid, image):
-    cdir = '%s/%s' % (container_path, uuid)
+    """The image becomes overlayfs's lower layer, never written (here hard
+    links to the image's files; the bash copies them), with an empty upper
+    layer for the container's writes and a work directory overlayfs needs
+    for itself. merged shows the two as one: a read finds upper first, then
+    lower; a write copies the file up into upper first; a deletion leaves a
+    whiteout (a 0/0 character device) in upper."""
+    cdir = Container(uuid).dir
     mounts = [m for m in mountinfo() if m[0] == os.path.realpath(cdir + '/merged')]
     if not mounts:
         return ['%s/merged: not a mount point' % cdir]
@@ -2920,8 +3059,14 @@ def explain_overlay(uuid, image):
     return out
 
 
+@explains('files', 'run', 'two files: resolv.conf and the command',
+          bash=("echo 'nameserver 114.114.114.114'", 'echo "$cmd" >'),
+          man='resolv.conf(5)')
 def explain_files(uuid):
-    cdir = '%s/%s' % (container_path, uuid)
+    """resolv.conf is written through the mount, so overlayfs puts the new file
+    in upper and the image (lower) stays as it was; the command is kept
+    beside the container for `ps`."""
+    cdir = Container(uuid).dir
     out = []
     for path in (cdir + '/merged/etc/resolv.conf', cdir + '/upper/etc/resolv.conf',
                  cdir + '/lower/etc/resolv.conf', '%s/%s.cmd' % (cdir, uuid)):
@@ -2997,7 +3142,19 @@ def made_cgroups(uuid):
 
 
 
+@explains('cgroups', 'run', 'the limits: cgroups',
+          bash=('cgcreate -g "$cgroups:/$uuid"',
+                ': "${BOCKER_CPU_SHARE:=512}" && cgset',
+                ': "${BOCKER_MEM_LIMIT:=512}" && cgset'),
+          man='cgcreate(1), cgset(1), cgroups(7)')
 def explain_cgroups(uuid):
+    """A cgroup is a directory of a cgroup filesystem: cgcreate makes ps_N in
+    the hierarchy of each controller, cgset writes its files. cpu.shares is
+    the weight when CPUs are contended (1024 a full share; cgroup v2:
+    cpu.weight); memory.limit_in_bytes is where the kernel reclaims, then
+    OOM-kills in the cgroup (v2: memory.max). bocker.py adds a cgroup in the
+    pids hierarchy: past pids.max, fork(2) fails in it, so a fork bomb stops
+    there. No process is in them yet."""
     mine = proc_cgroups('self')
     return explain_knobs(made_cgroups(uuid), procs=True) + [
         'this process (/proc/self/cgroup): %s' % ' '.join(
@@ -3009,9 +3166,9 @@ def explain_watch(uuid, proc):
     and print the 'container' step, from a thread on this side: the container
     is never made to wait. It ends with proc at the latest."""
     import threading
-    EXPLAINED['stop'] = threading.Event()
-    EXPLAINED['watch'] = threading.Thread(target=explain_wait, args=(uuid, proc), daemon=True)
-    EXPLAINED['watch'].start()
+    SEEN['stop'] = threading.Event()
+    SEEN['watch'] = threading.Thread(target=explain_wait, args=(uuid, proc), daemon=True)
+    SEEN['watch'].start()
 
 
 def explain_wait(uuid, proc):
@@ -3020,9 +3177,9 @@ def explain_wait(uuid, proc):
     its pid in each pid namespace. Then, once enter() has pivoted into merged
     and exec'd the command: its root, capabilities, mounts and argv. A quick command
     (`echo hi`) may end before the second look; the first is then all."""
-    merged = '%s/%s/merged' % (container_path, uuid)
+    merged = Container(uuid).merged
     pid, first, then = None, {}, {}
-    while proc.poll() is None and not EXPLAINED['stop'].is_set():
+    while proc.poll() is None and not SEEN['stop'].is_set():
         if not pid:
             pid, first = explain_pid1(uuid, proc)
             if not pid:
@@ -3040,8 +3197,8 @@ def explain_wait(uuid, proc):
         except OSError:                        # it ended
             break
         os.sched_yield()                       # the window can be a millisecond
-    EXPLAINED['pid1'] = (pid, first, then)
-    explain_step('container', uuid)
+    SEEN['pid1'] = (pid, first, then)
+    explain_step('container', uuid, watched=True)
 
 
 def explain_pid1(uuid, proc):
@@ -3128,8 +3285,22 @@ def explain_ns(pid, got, joined=None):
     return out
 
 
+@explains('container', 'run', 'the container: its pid 1',
+          bash=('cgexec -g "$cgroups:$uuid"', '2>&1 | tee'),
+          man='cgexec(1), ip-netns(8), unshare(1), namespaces(7), pid_namespaces(7), '
+              'setsid(2), keyrings(7), pivot_root(2), capabilities(7), seccomp(2)',
+          pause=False, watch=explain_watch)
 def explain_container(uuid):
-    pid, first, then = EXPLAINED.get('pid1') or (None, {}, {})
+    """cgexec moves itself into the cgroups and execs ip netns exec, which
+    joins the network namespace (setns(2)) and execs unshare: -m, -u, -i
+    make new mount, hostname and IPC namespaces, -p a new pid namespace
+    whose first process, forked by -f, is its pid 1. bocker.py's enter step
+    (in place of chroot) starts a session and keyring of its own, mounts the
+    container's /proc and /dev, makes merged the root of its mount namespace
+    and detaches the host's (pivot_root(2)), drops capabilities, loads a
+    seccomp filter and execs /bin/sh -c CMD with an environment of its own;
+    tee shows and logs its output."""
+    pid, first, then = SEEN.get('pid1') or (None, {}, {})
     if not pid:
         return ['pid 1 ended before it could be read']
     got = then or first
@@ -3152,9 +3323,9 @@ def explain_container(uuid):
     eff = caps(status.get('CapEff', '0'))
     out.append('  effective (CapEff %s): %s' % (
         status.get('CapEff', '?'), 'the same' if eff == kept else ' '.join(eff) or 'none'))
-    gone = [n for n in CAP_NAMES[:int(read('/proc/sys/kernel/cap_last_cap')) + 1]
-            if n not in kept]
-    out.append('  dropped, %d: %s' % (len(gone), ' '.join(gone)))
+    dropped = [n for n in CAP_NAMES[:int(read('/proc/sys/kernel/cap_last_cap')) + 1]
+               if n not in kept]
+    out.append('  dropped, %d: %s' % (len(dropped), ' '.join(dropped)))
     out.append('  NoNewPrivs: %s' % status.get('NoNewPrivs', '?'))
     out += explain_confined(pid, got)
     out.append('mounts it sees (/proc/%s/mountinfo, from its root):' % pid)
@@ -3210,13 +3381,19 @@ def seccomp_size():
         os.close(fd)
 
 
+@explains('cleanup', 'run', 'the command ended: cleanup',
+          bash=('ip link del dev veth0_"$uuid"', 'ip netns del netns_"$uuid"'),
+          man='ip-link(8), ip-netns(8)', pause=False)
 def explain_cleanup(uuid):
-    watch = EXPLAINED.get('watch')
+    """Deleting one end of a veth deletes both; deleting the name in /run/netns
+    lets the kernel free the namespace once no process is in it. The overlay
+    mount, the cgroups and the directory stay, for logs, commit and rm."""
+    watch = SEEN.get('watch')
     if watch:                                  # its step first (run may end early: ^C)
-        EXPLAINED['stop'].set()
+        SEEN['stop'].set()
         watch.join()
-    cdir = '%s/%s' % (container_path, uuid)
-    out = ['veth0_%s: %s' % (uuid, 'still here' if link_exists('veth0_' + uuid) else
+    cdir = Container(uuid).dir
+    out = ['veth0_%s: %s' % (uuid, 'still here' if link_exists(Container(uuid).veth0) else
                             'gone (if_nametoindex(3) knows no such link)'),
            'netns_%s: %s' % (uuid, 'still here' if netns_exists(uuid) else
                              'gone from /run/netns; ip netns lists %s' % (
@@ -3228,14 +3405,32 @@ def explain_cleanup(uuid):
     return out
 
 
+@explains('exec-found', 'exec', "the container's pid 1",
+          bash=('cid="$(ps o ppid,pid', '[[ ! "$cid" =~'),
+          man='proc(5), pid_namespaces(7)')
 def explain_found(uuid, cid):
+    """exec looks for the container's pid 1: the process whose root is the
+    container's merged directory (/proc/PID/root). NSpid lists its pid in
+    each pid namespace it is in: the host's, then the container's, where it
+    is 1."""
     got = explain_read_pid(cid)
-    EXPLAINED['target'] = got
+    SEEN['target'] = got
     return explain_pid(cid, got)
 
 
+@explains('exec-nsenter', 'exec', 'nsenter: into its namespaces',
+          bash=('nsenter -t "$cid"',),
+          man='cgexec(1), nsenter(1), setns(2), namespaces(7)')
 def explain_nsenter(uuid, cid):
-    got = EXPLAINED.get('target') or explain_read_pid(cid)
+    """cgexec first moves it into the container's cgroups (cpu, cpuacct,
+    memory, pids), so its limits hold for what exec starts; nsenter joins
+    the namespaces of that process with setns(2): -u hostname, -i IPC, -n
+    network, -p pid (it forks, as only a child enters a pid namespace);
+    bocker.py's join step then joins its mount namespace, whose root is the
+    container's, and takes enter's other steps (session, keyring,
+    capabilities, seccomp filter, environment) before it execs the command,
+    which so sees what the container sees."""
+    got = SEEN.get('target') or explain_read_pid(cid)
     joined = dict.fromkeys(('uts', 'ipc', 'net', 'pid', 'pid_for_children'), 'nsenter')
     joined.update(dict.fromkeys(('cgroup', 'mnt'), 'the join step'))
     out = explain_ns(cid, got, joined=joined)
@@ -3246,78 +3441,138 @@ def explain_nsenter(uuid, cid):
 
 def explain_parts(uuid):
     """A container's parts, each as the kernel shows it now."""
-    cdir = '%s/%s' % (container_path, uuid)
+    c = Container(uuid)
     pid = container_pid(uuid)
     out = ['pid 1: %s' % ('host pid %s, `%s`' % (pid, explain_read_pid(pid)['cmdline'])
                           if pid else 'none running')]
-    out.append('%s/merged: %s' % (cdir, 'an overlay mount' if mounted(cdir + '/merged')
-                                  else 'not a mount point'))
-    out.append('%s: %s' % (cdir, 'there' if os.path.isdir(cdir) else 'gone'))
-    out.append('netns_%s: %s' % (uuid, netns_inode('netns_' + uuid)))
-    out.append('veth0_%s: %s' % (uuid, 'there' if link_exists('veth0_' + uuid) else 'gone'))
+    out.append('%s: %s' % (c.merged, 'an overlay mount' if mounted(c.merged)
+                           else 'not a mount point'))
+    out.append('%s: %s' % (c.dir, 'there' if os.path.isdir(c.dir) else 'gone'))
+    out.append('%s: %s' % (c.netns, netns_inode(c.netns)))
+    out.append('%s: %s' % (c.veth0, 'there' if link_exists(c.veth0) else 'gone'))
     return pid, out
 
 
+@explains('rm-found', 'rm', 'what there is to remove',
+          bash=('if [[ -d "$overlay_path/$1" ]];then',),
+          man='proc(5), ip-netns(8), cgroups(7)')
 def explain_rm_found(uuid):
+    """Not an image, so a container: its parts, as the kernel shows them now."""
     pid, out = explain_parts(uuid)
-    EXPLAINED['rm-pid'] = pid
+    SEEN['rm-pid'] = pid
+    c = Container.load(uuid)                   # what run knew of it, if bocker.py ran it
+    known = ['%s %s' % (f, getattr(c, f)) for f in c.FIELDS if getattr(c, f) is not None]
+    out.append('%s: %s' % (os.path.basename(c.state), ', '.join(known) if known else
+                           'none (the bash made it)'))
     return out + explain_knobs(made_cgroups(uuid))
 
 
+@explains('rm-stop', 'rm', 'stop it if it runs',
+          bash=(),
+          man='kill(2), pid_namespaces(7)')
 def explain_rm_stop(uuid):
-    pid = EXPLAINED.get('rm-pid')
+    """bocker.py's own step (DIVERGENCES rows 4, 46): SIGKILL to every process
+    of the container (in its cgroups, below its root, or still on the way
+    there: cgexec, ip netns exec, unshare), again until none is left; when
+    pid 1 of a pid namespace dies, the kernel kills every process in it. The
+    run that started it then deletes its veth and netns."""
+    pid = SEEN.get('rm-pid')
     if not pid:
-        return ['nothing to stop: no process has its root in %s/%s/merged' % (container_path, uuid)]
+        return ['nothing to stop: no process has its root in %s' % Container(uuid).merged]
     return ['pid %s: %s' % (pid, 'still running' if running(pid) else 'gone (killed)'),
             'container_pid: %s' % (container_pid(uuid) or 'none: no process has its root there')]
 
 
+@explains('rm-parts', 'rm', 'unmount and remove',
+          bash=('umount "$container_path/$1"/merged',),
+          man='umount(8), ip-netns(8), ip-link(8)')
 def explain_rm_parts(uuid):
+    """umount the overlay, remove the directory (the upper layer, the
+    container's changes, goes with it), then the netns and the veth where
+    run has not deleted them already."""
     return explain_parts(uuid)[1][1:]
 
 
+@explains('rm-cgroups', 'rm', 'the cgroups',
+          bash=('cgdelete -g "$cgroups:/$1"',),
+          man='cgdelete(1), cgroups(7)', pause=False)
 def explain_rm_cgroups(uuid):
+    """cgdelete removes the container's cgroup directories (rmdir(2): a cgroup
+    goes only once no process is in it)."""
     return explain_knobs(made_cgroups(uuid))
 
 
+@explains('rm-image', 'rm-image', 'the image',
+          bash=('rm -rf "$overlay_path/$1" && echo',),
+          man='rm(1), link(2)', pause=False)
 def explain_rm_image(uuid):
+    """An image is a directory of the store; rm -rf removes it. A container
+    made from it keeps its lower layer: hard links hold the files."""
     path = '%s/%s' % (overlay_path, uuid)
     return ['%s: %s' % (path, 'still there' if os.path.lexists(path) else 'gone')]
 
 
 # --- Importing plumbum: the lean import of the command runner --------------------
-# spawn() gets plumbum's `local` from here. The one place that knows plumbum's
-# layout (plumbum 2.0.2, as requirements-run.txt pins it; tests/
-# test_plumbum_import.py checks that this yields the `local` a plain import
-# gives); docs/BENCHMARK.md has what it saves (about 34 ms a command).
+# command() gets plumbum's `local` from here: the one place that knows plumbum's
+# layout. `from plumbum import local` costs more than all of run's system
+# commands (docs/BENCHMARK.md: about 34 ms a command), mostly in what bocker
+# never uses: the package __init__ files load colors, SSH and remote machines;
+# plumbum.path.local imports urllib.request (http.client, email, ssl) and
+# urllib.parse for as_uri(), daemons pickle; LocalMachine runs `uname -p`.
+#
+# What the lean import changes in this process, for the rest of its life:
+#  - sys.modules['plumbum'], ['plumbum.machines'], ['plumbum.path'] are bare
+#    module objects (namespace packages): their __init__ never runs, so names
+#    those define (plumbum.__version__, plumbum.colors, ...) are not there;
+#  - urllib.request, urllib.parse, pickle and inspect, if not yet imported,
+#    are stand-ins inside plumbum's modules (Deferred), loaded on first use;
+#  - platform.uname()'s processor is '' (not asked of `uname -p`);
+#  - the garbage collector is off during the import, and what it made is
+#    frozen (gc.freeze(): never walked again, at exit neither).
+# Only the plumbum that requirements-run.txt pins (PLUMBUM_LEAN, its dist-info
+# beside it) is imported so; any other, and any failure of the lean path,
+# gets the plain import. tests/test_plumbum_import.py checks that both yield
+# the same `local`, and that a failure falls back.
+PLUMBUM_LEAN = '2.0.2'
+
 
 def plumbum_local():
-    """plumbum's local machine, imported lean. `from plumbum import local`
-    costs more than all of run's system commands, mostly in what bocker never
-    uses: the package __init__ files load colors, SSH and remote machines;
-    plumbum.path.local imports urllib.request (http.client, email, ssl) and
-    urllib.parse for as_uri(), daemons pickle; LocalMachine runs `uname -p`.
-    Here the three packages are entered without their __init__ (as namespace
-    packages are), those modules and inspect load on first use (Deferred: none
-    is used to run a command), the processor name is not asked, and the
-    garbage collector neither runs during the import nor later walks what it
-    made (gc.freeze(): at exit too). A plumbum laid out otherwise is imported
-    the usual way."""
+    """plumbum's local machine: imported lean where the pinned plumbum is
+    installed, else (or if that fails) as `from plumbum import local`."""
     if 'plumbum.machines.local' in sys.modules:
         return sys.modules['plumbum.machines.local'].local
+    site = plumbum_site()
+    if site and os.path.isdir('%s-%s.dist-info' % (site, PLUMBUM_LEAN)):
+        try:
+            return plumbum_lean(site)
+        except Exception:                      # any failure: the plain import below
+            for name in [n for n in sys.modules if n == 'plumbum' or n.startswith('plumbum.')]:
+                del sys.modules[name]
+    from plumbum import local
+    return local
+
+
+def plumbum_site():
+    """The directory of the plumbum package the import would find, or None."""
+    for entry in sys.path:
+        path = os.path.join(entry or '.', 'plumbum')
+        if os.path.isfile(os.path.join(path, 'machines', 'local.py')):
+            return path
+    return None
+
+
+def plumbum_lean(site):
+    """The lean import (the section's comment says what it changes): the
+    three packages entered without their __init__, the stand-ins in place
+    while plumbum.machines.local loads."""
     import platform
     gc.disable()
     uname = platform.uname()                   # processor: a cached_property (3.9+)
     if hasattr(uname, '__dict__'):
         uname.__dict__.setdefault('processor', '')
-    site = None
-    for entry in sys.path:
-        if os.path.isfile(os.path.join(entry or '.', 'plumbum', 'machines', 'local.py')):
-            site = os.path.join(entry or '.', 'plumbum')
-            break
     stubs = {}
-    for name in ('plumbum', 'plumbum.machines', 'plumbum.path') if site else ():
-        stubs[name] = type(sys)(name)      # a module object
+    for name in ('plumbum', 'plumbum.machines', 'plumbum.path'):
+        stubs[name] = type(sys)(name)          # a module object
         stubs[name].__path__ = [os.path.join(site, *name.split('.')[1:])]
         if '.' in name:
             setattr(stubs['plumbum'], name.split('.')[1], stubs[name])
@@ -3326,13 +3581,10 @@ def plumbum_local():
     sys.modules.update(stubs)
     sys.modules.update(deferred)
     try:
+        if os.environ.get('BOCKER_TEST_LEAN_IMPORT') == 'fail':   # the fallback's test
+            raise RuntimeError('lean import made to fail')
         import plumbum.machines.local
         return sys.modules['plumbum.machines.local'].local
-    except ImportError:
-        for name in [n for n in sys.modules if n == 'plumbum' or n.startswith('plumbum.')]:
-            del sys.modules[name]
-        from plumbum import local
-        return local
     finally:
         for name, module in deferred.items():  # only plumbum holds the stand-ins
             if sys.modules.get(name) is module:

@@ -13,13 +13,14 @@ if [[ -x "$here/.venv/bin/python" ]]; then
 	for site in "$here"/.venv/lib/python3*/site-packages; do :; done
 	[[ -d "$site" ]] || site=
 fi
-# help (and no command, or one bocker does not know, which the bash answers with
-# help) needs no Python: bocker.py's #HELP lines, read here as the bash reads its
-# own, "$0" as the user typed it; exit 1 without a command. Options go to bocker.py.
+# help (and no command) needs no Python: bocker.py's #HELP lines, read here as the
+# bash reads its own, "$0" as the user typed it; exit 1 without a command. Every
+# other word goes to bocker.py, whose #HELP lines are also its list of commands
+# (commands()): one it does not know it answers with the same help, as the bash.
 # bash: sed -n "s/^.*#HELP\\s//p;" < "$1" | sed "s/\\\\n/\n\t/g;s/$/\n/;s!BOCKER!${1/!/\\!}!g"
 case ${1-} in
-pull|init|rm|images|ps|run|exec|logs|commit|--*) ;;
-*)	help=
+''|help)
+	help=
 	while IFS= read -r text; do
 		text=${text//\\n/$'\n\t'}
 		help+=${text//BOCKER/"$0"}$'\n\n'

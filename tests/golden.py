@@ -424,6 +424,15 @@ def _self_call(line):
     return line
 
 
+def _without_container_record(line):
+    """bocker.py's record of a container (row 50: containers/ps_N/ps_N.state,
+    what run knew of it): the reference keeps none, so it is left out, with
+    its content lines."""
+    if re.fullmatch(r'f 0644 containers/(ps_[0-9]+)/\1\.state\b.*', line):
+        return None
+    return line
+
+
 TRACE_READINGS = {
     # name: (keywords of its DIVERGENCES.md row, the reading, what it reads:
     # 'trace' lines, or 'tree' lines of what a scenario left)
@@ -431,6 +440,7 @@ TRACE_READINGS = {
     'the pids cgroup': (('pids.max',), _without_pids_cgroup, 'trace'),
     'bocker.py __enter__ in place of chroot': (('capabilit', '__enter__'), _enter_as_chroot, 'trace'),
     'a /dev mount point in lower': (('/dev` gets the mount point',), _without_dev_mount_point, 'tree'),
+    "the container's record": (('ps_N.state',), _without_container_record, 'tree'),
 }
 
 

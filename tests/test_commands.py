@@ -119,7 +119,10 @@ def test_run_shows_and_logs_output_and_stderr(box, busybox):
     assert sorted(box.containers()) == [ps]
     assert sorted(box.ls('%s/%s' % (CONTAINERS, ps))) == \
         sorted(['lower', 'upper', 'work', 'merged', ps + '.cmd', ps + '.log',
-                'dev.mountpoint', 'sys.mountpoint'])   # rows 38, 45: run made lower/dev, lower/sys
+                'dev.mountpoint', 'sys.mountpoint',   # rows 38, 45: run made lower/dev, lower/sys
+                ps + '.state'])                       # what run knew (bocker.py's Container)
+    state = box.read('%s/%s/%s.state' % (CONTAINERS, ps, ps)).splitlines()
+    assert state[1:] == ['image=' + img, 'cpu_share=512', 'mem_limit=512', 'pids_limit=2048']
 
 
 def test_run_joins_several_words_into_one_command(box, busybox):

@@ -13,8 +13,10 @@ from support import ROOT
 PROBE = r'''
 import json, os, sys
 sys.path.insert(0, sys.argv[1])
-if sys.argv[2] == 'lean':
+if sys.argv[2] in ('lean', 'other-version'):
     import bocker
+    if sys.argv[2] == 'other-version':
+        bocker.PLUMBUM_LEAN = '0.0'            # a plumbum the lean import does not know
     local = bocker.plumbum_local()
 else:
     from plumbum import local
@@ -39,9 +41,9 @@ print(json.dumps({
 '''
 
 
-def probe(how):
+def probe(how, env=None):
     r = subprocess.run([sys.executable, '-I', '-c', PROBE, ROOT, how],
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60, env=dict(os.environ, **(env or {})))
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -64,3 +66,12 @@ def test_lean_import_yields_the_same_local_as_a_plain_import():
     assert lean == plain
     assert lean['echo'] == 'a b c\n' and lean['status'] == 3 and lean['stdin'] == 'fed\n'
     assert lean['missing'] == 'CommandNotFound'
+
+
+def test_another_plumbum_or_a_failing_lean_import_gets_the_plain_import():
+    """The lean path is taken only for the pinned version, and any failure on
+    it falls back to `from plumbum import local`: the same local either way."""
+    plain = probe('plain')
+    for got in (probe('other-version'), probe('lean', {'BOCKER_TEST_LEAN_IMPORT': 'fail'})):
+        assert got == plain
+        assert got['plumbum_init_ran'] is True

@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import sys
 
-from support import BOCKER, ROOT, clean_env, help_text
+from support import BOCKER, REFERENCE, ROOT, clean_env, help_text
 
 
 def run(argv, cwd=None, env=None):
@@ -65,9 +65,9 @@ def test_uses_the_project_venv(tmp_path):
 
 
 def test_help_from_the_shim_is_bocker_pys_own(tmp_path):
-    """The shim answers help (and no command, or an unknown one) itself, without
-    starting Python: the same words and exit status as bocker.py's help, for an
-    odd program name too."""
+    """The shim answers help (and no command) itself, without starting Python,
+    and bocker.py an unknown command: the same words and exit status as
+    bocker.py's help, for an odd program name too."""
     link = tmp_path / 'my &bo\\cker!'
     link.symlink_to(BOCKER)
     py = os.path.join(ROOT, '.venv', 'bin', 'python')
@@ -76,3 +76,51 @@ def test_help_from_the_shim_is_bocker_pys_own(tmp_path):
         own = run([py, os.path.join(ROOT, 'bocker.py')] + args, env={'BOCKER_PROG': str(link)})
         assert (shim.stdout, shim.stderr, shim.returncode) == (own.stdout, own.stderr, own.returncode)
         assert shim.stdout == help_text(str(link)) and shim.returncode == (0 if args[:1] not in ([], ['']) else 1)
+
+
+BEYOND = """
+
+def bocker_hello(*args):  #HELP Say hello (beyond the bash):\\nBOCKER hello <name>
+    need(args, 1, 'bocker_hello')
+    say('hello, ' + args[0])
+    return 3
+
+
+"""
+
+
+def test_a_command_added_in_one_place_reaches_help_the_shim_and_dispatch(tmp_path):
+    """A copy of the project with one more `def bocker_NAME ... #HELP` in
+    bocker.py's "Beyond the bash" section, and nothing else changed: the shim
+    runs it (status and output passed through), its usage comes from its
+    #HELP line, and help lists it last, marked as beyond the bash."""
+    for name in ('bocker.py', 'bocker.sh'):
+        shutil.copy2(os.path.join(ROOT, name), tmp_path / name)
+    py = tmp_path / 'bocker.py'
+    text = py.read_text()
+    at = text.index('\n# --- The dispatcher')
+    py.write_text(text[:at] + BEYOND + text[at:])
+    shim = str(tmp_path / 'bocker.sh')
+    r = run([shim, 'hello', 'you'])
+    assert (r.stdout, r.stderr, r.returncode) == ('hello, you\n', '', 3)
+    r = run([shim, 'hello'])
+    assert (r.stdout, r.stderr, r.returncode) == ('', 'usage: %s hello <name>\n' % shim, 1)
+    r = run([shim, 'help'])
+    assert r.returncode == 0
+    assert r.stdout.endswith('Say hello (beyond the bash):\n\t%s hello <name>\n\n' % shim)
+    # the same project without it: `hello` is an unknown command, answered with help
+    r = run([BOCKER, 'hello', 'you'])
+    assert (r.stdout, r.returncode) == (help_text(BOCKER), 0)
+
+
+def test_commands_the_bash_lacks_are_marked_in_help():
+    """help lists the bash's commands in the bash's order, with its words;
+    any other is marked "(beyond the bash)"."""
+    import re
+    with open(REFERENCE) as f:
+        bash = re.findall(r'^function bocker_(\w+)\(\) \{ #HELP (.*)$', f.read(), re.M)
+    with open(os.path.join(ROOT, 'bocker.py')) as f:
+        ours = re.findall(r'^def bocker_(\w+)\(.*#HELP (.*)$', f.read(), re.M)
+    assert ours[:len(bash)] == bash
+    for name, text in ours[len(bash):]:
+        assert '(beyond the bash)' in text.split('\\n')[0], name

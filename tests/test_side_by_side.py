@@ -399,9 +399,7 @@ def test_check_names_stale_teaching(tmp_path):
     """A block whose first bash line is not the function's, an enter() step
     whose anchor bocker.py lost, a divergence row without its why: --check
     names each."""
-    tool = project_copy(tmp_path, lambda t: t.replace(
-        '    drop_capabilities(libc)\n', '    drop_caps(libc)\n').replace(
-        'def drop_capabilities(libc):', 'def drop_caps(libc):'))
+    tool = project_copy(tmp_path, lambda t: re.sub(r'\bdrop_capabilities\(', 'drop_caps(', t))
     text = teaching_text().replace('from: cgcreate -g "$cgroups:/$uuid"', 'from: cgcreate -g nothing')
     text = re.sub(r'^33 robustness: .*\n', '', text, flags=re.M)
     (tmp_path / 'compat' / 'teaching.md').write_text(text, encoding='utf-8')
@@ -529,7 +527,7 @@ def test_page_in_chromium_teaches_each_block(reference, tmp_path):
                          r'          a sub-item$' % (re.escape(tag), re.escape(tag)), seen, re.M), tag
     commit = next(b for b in dom['blocks'] if b['section'] == 'bocker_commit')
     assert commit['see'][0].startswith('$ bocker commit ps_1 img_2\nCreated: img_2\n')
-    # enter()'s steps: beside the bash they replace, all of enter(), once
+    # enter()'s steps: beside the bash they replace, all of enter() and what it calls, once
     steps = {e['bash']: e['python'] for e in dom['enter']}
     assert "mount(b'proc'" in steps['/bin/mount -t proc proc /proc']
     assert "syscall(libc, 'pivot_root'" in steps['chroot "$container_path/$uuid"/merged']
@@ -541,7 +539,12 @@ def test_page_in_chromium_teaches_each_block(reference, tmp_path):
                      if py_lines[n - 1] and not py_lines[n - 1][0].isspace())   # the next def
     last = max(n for n in range(start, following) if py_lines[n - 1].strip())
     shown = [n for e in dom['enter'] for n in e['lines']]
-    assert shown == list(range(start, last + 1))
+    assert len(shown) == len(set(shown))                          # each line once
+    assert [n for n in shown if start <= n <= last] == list(range(start, last + 1))
+    # each step is a call: the function it calls is shown after it
+    for name in ('own_session', 'make_proc', 'confine_proc', 'pivot_into', 'drop_capabilities'):
+        d = next(n for n, line in enumerate(py_lines, 1) if line.startswith('def %s(' % name))
+        assert d in shown, name
     # robustness folded: closed, not drawn, and no bash line's twin inside one
     assert dom['folds'] >= 10 and dom['open'] == 0 and dom['shown'] == 0
     assert not any(dom['twins'])
