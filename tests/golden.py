@@ -16,9 +16,9 @@ The expected documents live in fixtures/golden/:
   ext-<name>.txt         an extension scenario (EXT): what bocker.py does
                          beyond the bash, where the reference has nothing to
                          compare with (recorded from bocker.py alone, as it
-                         is: no trace read as the reference's; its cgroups
-                         with the pids controller). test_golden checks that
-                         the reference does not give that document.
+                         is: no trace or tree line read as the reference's;
+                         its cgroups with the pids controller). test_golden
+                         checks that the reference does not give that document.
 
 Record them all (needs root and the reference, BOCKER_REFERENCE; extension
 scenarios alone need no reference):
