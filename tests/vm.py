@@ -166,6 +166,16 @@ def command_line(argv, cwd=None, env=None, memory='2G', cpus=2, verbose=False):
     return args + ['--exec', guest_script(argv, cwd or os.getcwd(), env)]
 
 
+RUNNING = []        # a stop() for each VM booting or running (boot()): kill_all()
+
+
+def kill_all():
+    """Kill every VM this process still runs (its caller is leaving early:
+    a VM run from a thread would outlive it)."""
+    for stop in list(RUNNING):
+        stop()
+
+
 def run(argv, cwd=None, env=None, timeout=1200, out=None, memory='2G', cpus=2, verbose=False):
     """Boot the VM, run argv (a list) in it as root, stream its output (stdout
     and stderr merged) to out (default sys.stdout), return a Result."""
@@ -221,6 +231,7 @@ def boot(cmd, timeout, out):
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    RUNNING.append(stop)
 
     timer = threading.Timer(timeout, stop)
     timer.start()
@@ -240,6 +251,7 @@ def boot(cmd, timeout, out):
         raise
     finally:
         timer.cancel()
+        RUNNING.remove(stop)
     if killed:
         msg = '[vm] killed after %ds (timeout)\n' % timeout
         lines.append(msg)
