@@ -61,14 +61,14 @@ def remove_everything(box, known=(), whole=True):
     nothing may be left. whole: a listed image or container is complete (its
     listing reads its img.source or command without an error)."""
     listed = []
-    for command in ('images', 'ps'):
+    for command in ('ps', 'images'):       # containers first: an image in use stays (row 50)
         r = box.bocker(command)
         assert r.code == 0 and (r.err == '' or not whole), (command, r)
         listed += ids(r.out)
     for name in listed:
         r = box.bocker('rm', name)
         assert (r.out, r.err, r.code) == ('Removed: %s\n' % name, '', 0), (name, r)
-    for name in [n for n in known if n not in listed]:
+    for name in sorted([n for n in known if n not in listed], key=lambda n: n[:3] != 'ps_'):
         r = box.bocker('rm', name)         # not listed: rm finds what remains, or nothing
         kind = 'image' if name.startswith('img_') else 'container'
         assert (r.out, r.code) in (('Removed: %s\n' % name, 0),
@@ -133,7 +133,7 @@ def test_init_killed_at_every_step(box, big, report):
 def test_rm_of_an_image_killed_at_every_step(box, busybox, report):
     steps = kill_at_every_step(box, lambda img: ['rm', img], prepare=lambda: box.init(busybox),
                                known=lambda img: [img])
-    assert steps == ['rm-renamed', 'rm-removed']
+    assert steps == ['rm-checked', 'rm-renamed', 'rm-removed']
     report('rm of an image killed at each of its %d steps' % len(steps), box)
 
 
@@ -301,6 +301,49 @@ def test_rm_of_a_starting_container_leaves_no_process(box, busybox, report, k):
     left = remove_everything(box, [img, ps])
     assert not left, left
     report('rm of a container whose run is stopped at step %d' % k, box)
+
+
+def test_a_run_and_an_rm_of_its_image_never_race(box, busybox, report):
+    """Row 50: run holds its image (a shared flock) from its checks to its
+    mount, rm an exclusive one. A run stopped before its mount: the rm of its
+    image waits, then finds the image in use and refuses. An rm stopped
+    before it removes the image: a run of it waits, then finds it gone."""
+    img = box.init(busybox)
+    p = box.popen([BOCKER, 'run', img, 'echo ran'], env={HOOK: 'stop:1'},
+                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                  text=True)
+    stopped = wait_stopped(box)
+    rm = box.popen([BOCKER, 'rm', img], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                   text=True)
+    wait_blocked(rm)
+    assert rm.poll() is None               # it waits for the run's mount
+    os.kill(stopped, signal.SIGCONT)
+    out, err = p.communicate(timeout=60)
+    rm_out, rm_err = rm.communicate(timeout=60)
+    assert (out, p.returncode) == ('ran\n', 0), err
+    ps = box.containers()[0]
+    assert (rm_out, rm.returncode) == ('', 1), rm_err
+    assert rm_err == ('bocker.sh: %s is being mounted by a run: waiting for that to end\n'
+                      'bocker.sh: image %s is in use by container %s: rm it first\n'
+                      % (img, img, ps))
+    assert box.images() == [img]
+    assert box.bocker('rm', ps).code == 0
+    # the other way round: rm stopped holding the image, before it removes it
+    rm = box.popen([BOCKER, 'rm', img], env={HOOK: 'stop:1'}, stdout=subprocess.PIPE,
+                   stderr=subprocess.PIPE, text=True)
+    stopped = wait_stopped(box)
+    p = box.popen([BOCKER, 'run', img, 'echo ran'], stdin=subprocess.DEVNULL,
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_blocked(p)
+    assert p.poll() is None                # it waits for the rm
+    os.kill(stopped, signal.SIGCONT)
+    rm_out, rm_err = rm.communicate(timeout=60)
+    out, err = p.communicate(timeout=60)
+    assert (rm_out, rm.returncode) == ('Removed: %s\n' % img, 0), rm_err
+    assert (out, err, p.returncode) == ("No image named '%s' exists\n" % img, '', 1)
+    left = remove_everything(box)
+    assert not left, left
+    report('a run and an rm of its image, each stopped while it holds the image', box)
 
 
 def wait_stopped(box, timeout=30):
