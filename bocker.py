@@ -553,10 +553,11 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     try:
         code = execute(image, uuid, cmd, signals)
     finally:
-        # bash: ip link del dev veth0_"$uuid"
-        delete(lambda: link_exists('veth0_' + uuid), 'ip', 'link', 'del', 'dev', 'veth0_' + uuid)
-        # bash: ip netns del netns_"$uuid"
-        delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', 'netns_' + uuid)
+        delete_batch([
+            # bash: ip link del dev veth0_"$uuid"
+            (lambda: link_exists('veth0_' + uuid), ['link', 'del', 'dev', 'veth0_' + uuid]),
+            # bash: ip netns del netns_"$uuid"
+            (lambda: netns_exists(uuid), ['netns', 'del', 'netns_' + uuid])])
         explain('cleanup', uuid)
     if removed(STARTING[uuid]):                # diverges (row 46): rm stopped it
         fail('container %s was removed while it ran' % uuid, 137)
@@ -600,6 +601,19 @@ def delete(exists, *argv):
         return
     code, _out, err = spawn(argv).run(retcode=None)
     if code and exists():
+        sys.stderr.write(err)
+        raise Exit(code)
+
+
+def delete_batch(parts):
+    """delete() for several `ip ARGS` ([(exists, ARGS)]), in one `ip -batch`
+    process (-force: on past a failed line), traced as the bash runs them."""
+    todo = [(exists, args) for exists, args in parts if exists()]
+    if not todo:
+        return
+    cmd = spawn(['ip', '-force', '-batch', '-'], shown=[['ip'] + args for _, args in todo])
+    code, _out, err = (cmd << ''.join(' '.join(args) + '\n' for _, args in todo)).run(retcode=None)
+    if code and any(exists() for exists, _ in todo):
         sys.stderr.write(err)
         raise Exit(code)
 
@@ -3441,7 +3455,8 @@ def plumbum_local():
         if '.' in name:
             setattr(stubs['plumbum'], name.split('.')[1], stubs[name])
     deferred = {name: Deferred(name) for name in
-                ('urllib.request', 'urllib.parse', 'pickle', 'inspect') if name not in sys.modules}
+                ('urllib.request', 'urllib.parse', 'pickle', 'inspect', 'traceback')
+                if name not in sys.modules}
     sys.modules.update(stubs)
     sys.modules.update(deferred)
     try:
