@@ -446,7 +446,7 @@ def growth(runs, why_vfs):
     tools = list(MEDIANS[done[0][1]])
     print('\nrun against image size (medians, s; × its own run of busybox):\n')
     print('| image | entries | %s |' % ' | '.join(tools))
-    print('|---|---|%s' % '---|' * len(tools))
+    print('|---|---|' + '---|' * len(tools))
     base = MEDIANS.get('run, busybox image', {})
     for src, name in done:
         cells = ['%.3f' % MEDIANS[name][t] + (' (%.1f×)' % (MEDIANS[name][t] / base[t])
