@@ -2583,10 +2583,11 @@ def link_exists(name):
     Asked of the kernel (if_nametoindex(3), the SIOCGIFINDEX ioctl of
     netdevice(7)), not read from /sys/class/net: sysfs shows the network
     namespace of whoever mounted it, which in a shell made by
-    `unshare --net --mount` is the host's."""
-    import socket
+    `unshare --net --mount` is the host's. (_socket: the C module alone, as
+    socket's own import costs run 2 ms.)"""
+    import _socket
     try:
-        socket.if_nametoindex(name)
+        _socket.if_nametoindex(name)
         return True
     except OSError:
         return False
@@ -2618,9 +2619,10 @@ def need_store(*paths):
 def need_modules(*names):
     """The Python packages a command needs (requirements.txt): without them,
     one line naming what is missing and how to install it, before anything
-    is made."""
-    from importlib.machinery import PathFinder
-    missing = [name for name in names if PathFinder.find_spec(name) is None]
+    is made. (importlib.machinery's PathFinder, as the interpreter loaded it
+    at start: the importlib package would cost 1 ms.)"""
+    finder = sys.modules['_frozen_importlib_external'].PathFinder
+    missing = [name for name in names if finder.find_spec(name) is None]
     if missing:
         fail('missing Python package%s %s: install with `make deps` in %s' % (
             's' if len(missing) > 1 else '', ', '.join(missing),
@@ -3429,20 +3431,18 @@ def plumbum_local():
     costs more than all of run's system commands, mostly in what bocker never
     uses: the package __init__ files load colors, SSH and remote machines;
     plumbum.path.local imports urllib.request (http.client, email, ssl) and
-    urllib.parse for as_uri(), daemons pickle; LocalMachine runs `uname -p`.
-    Here the three packages are entered without their __init__ (as namespace
-    packages are), those modules and inspect load on first use (Deferred: none
-    is used to run a command), the processor name is not asked, and the
+    urllib.parse for as_uri(), daemons pickle; logging imports traceback;
+    LocalMachine asks platform.uname() for the system's name (which imports
+    platform and runs `uname -p`). Here the three packages are entered
+    without their __init__ (as namespace packages are), those modules and
+    inspect load on first use (Deferred: none is used to run a command), the
+    system's name comes from os.uname() (platform loads on first use), and the
     garbage collector neither runs during the import nor later walks what it
     made (gc.freeze(): at exit too). A plumbum laid out otherwise is imported
     the usual way."""
     if 'plumbum.machines.local' in sys.modules:
         return sys.modules['plumbum.machines.local'].local
-    import platform
     gc.disable()
-    uname = platform.uname()                   # processor: a cached_property (3.9+)
-    if hasattr(uname, '__dict__'):
-        uname.__dict__.setdefault('processor', '')
     site = None
     for entry in sys.path:
         if os.path.isfile(os.path.join(entry or '.', 'plumbum', 'machines', 'local.py')):
@@ -3455,12 +3455,16 @@ def plumbum_local():
         if '.' in name:
             setattr(stubs['plumbum'], name.split('.')[1], stubs[name])
     deferred = {name: Deferred(name) for name in
-                ('urllib.request', 'urllib.parse', 'pickle', 'inspect', 'traceback')
+                ('urllib.request', 'urllib.parse', 'pickle', 'inspect', 'traceback', 'platform')
                 if name not in sys.modules}
+    if 'platform' in deferred:                 # LocalMachine.uname = platform.uname()[0]
+        deferred['platform'].__dict__['uname'] = lambda: (os.uname().sysname,)
     sys.modules.update(stubs)
     sys.modules.update(deferred)
     try:
         import plumbum.machines.local
+        if 'platform' in deferred:             # from now on, the real one on first use
+            plumbum.machines.local.platform = Deferred('platform')
         return sys.modules['plumbum.machines.local'].local
     except ImportError:
         for name in [n for n in sys.modules if n == 'plumbum' or n.startswith('plumbum.')]:
