@@ -377,7 +377,6 @@ def main():
                               peers=lambda img=img: peers.for_image(img)))
     finally:
         peers.close()
-    growth(runs, peers.why_vfs)
 
     for src, name in ((big, 'init, 200 MB'), (TREE, 'init, distribution tree')):
         def init_op(which, src=src):
@@ -428,6 +427,7 @@ def main():
                           cleanup=lambda w: rm(w, pull_op.last), floor=pull_floor))
     finally:
         handle.stop()
+    growth(runs, peers.why_vfs)
     print('\n↳: a peer engine, timed in the same rounds as the row above (its time in the '
           'bocker.py column, its ratio to the reference); the peers run without a network, '
           'bocker.py and the reference make a veth pair and a netns')
