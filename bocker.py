@@ -699,7 +699,9 @@ def setup(image, uuid, cmd, cpu_share, mem_limit, pids_limit, undo):
         # made from it, as Docker and podman stack an image's layers; run's
         # cost is the same for busybox and for a 1 GB image. lower/ is this
         # container's own lower layer above the image (what Docker calls the
-        # init layer): empty but for the mount points below.
+        # init layer): empty but for the mount points below. A plain directory,
+        # not a bind mount of the image: the bash's rm unmounts merged only,
+        # then `rm -rf`s the container's directory, which would go into it.
         # diverges (rows 38, 45): /dev and /sys get filesystems of their own in
         # the container (enter()); an image without them (a pulled image, the
         # test image) gets the mount points here, in this container's lower
