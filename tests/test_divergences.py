@@ -112,6 +112,29 @@ def test_the_image_itself_is_the_lower_layer(box, busybox):
     assert not box.exists(OVERLAY + '/img_4/dev')
 
 
+def test_overlay_layers_escaped_as_the_kernel_reads_them(box):
+    """Row 13's mount options: a ',', ':' or '\\' in a layer's path is escaped,
+    the kernel mounts the layers named, and rm reads them back from mountinfo."""
+    top = STORE + '/odd dir,with:colon\\and backslash'
+    layers = [top + '/lower', top + '/image']
+
+    def sh(script, *args):
+        return box._run(['sh', '-c', script, 'sh', *args])
+    sh('mkdir -p "$1"/lower "$1"/image "$1"/upper "$1"/work "$1"/merged && '
+       'echo image > "$1"/image/file', top)
+    opts = bocker.overlay_options(layers, top + '/upper', top + '/work')
+    r = sh('mount -t overlay overlay -o "$1" "$2"/merged', opts, top)
+    assert r.code == 0, r
+    try:
+        assert box.read(top + '/merged/file') == 'image\n'
+        found = [m for m in bocker.mountinfo(box.sb.holder.pid) if m[0] == top + '/merged']
+        assert len(found) == 1 and found[0][1] == 'overlay', found
+        assert bocker.overlay_layers(found[0][4]) == {
+            'lowerdir': layers, 'upperdir': [top + '/upper'], 'workdir': [top + '/work']}
+    finally:
+        sh('umount "$1"/merged && rm -rf "$1"', top)
+
+
 def test_rm_of_an_image_in_use_is_refused(box, busybox):
     """Row 50: one line naming the containers, exit 1, nothing removed; once
     they are removed, the image goes. A container that ended keeps its root
