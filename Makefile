@@ -104,7 +104,8 @@ golden: deps
 # from the Debian archive this host's apt uses (tests/debian_mirror.py reads
 # /etc/apt/sources.list and sources.list.d/), or from BENCH_MIRROR=URL
 # (debootstrap mounts /proc and /sys in it while it works: in a mount namespace
-# of its own, so they never show on the host).
+# of its own, so they never show on the host). The 40,000-entry image is made by
+# tests/bench.py itself beside it (BENCH_TREE40), once.
 BENCH_TREE ?= /var/cache/bocker-bench/bookworm-minbase
 BENCH_STORE ?= disk
 BENCH_MIRROR ?=

@@ -402,7 +402,16 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
             fail('%s still has something mounted inside; not removing it' % path)
         doomed = '%s/.rm-%d' % (overlay_path, os.getpid())
         if os.path.isdir(path) and not os.path.islink(path):
-            HELD.append(lock(path))            # it goes with the name: sweep() leaves it
+            # it goes with the name: sweep() leaves it; a run mounting it ends that first
+            HELD.append(wait_for(path, uuid, 'is being mounted by a run'))
+        # diverges (row 51): never from under a container: its root is an
+        # overlay with the image itself as its lower layer (row 13)
+        users = image_users(uuid)
+        if users:
+            fail('image %s is in use by %s %s: rm %s first' % (
+                uuid, 'container' if len(users) == 1 else 'containers', ', '.join(sorted(users)),
+                'it' if len(users) == 1 else 'them'))
+        checkpoint('rm-checked')
         try:
             os.rename(path, doomed)
         except FileNotFoundError:              # another rm took it first
@@ -530,6 +539,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     need_store(container_path)
     need_bridge()
     need_libseccomp()
+    hold_image(image)                           # diverges (row 51): see hold_image()
     # diverges (rows 21, 23): what run needs is checked before anything is made
     for need_path in ('etc', 'bin/sh', 'bin/mount'):
         if not os.path.lexists('%s/%s/%s' % (overlay_path, image, need_path)):
@@ -564,10 +574,11 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     try:
         code = execute(c, cmd, signals)
     finally:
-        # bash: ip link del dev veth0_"$uuid"
-        delete(lambda: link_exists(c.veth0), 'ip', 'link', 'del', 'dev', c.veth0)
-        # bash: ip netns del netns_"$uuid"
-        delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', c.netns)
+        delete_batch([
+            # bash: ip link del dev veth0_"$uuid"
+            (lambda: link_exists(c.veth0), ['link', 'del', 'dev', c.veth0]),
+            # bash: ip netns del netns_"$uuid"
+            (lambda: netns_exists(uuid), ['netns', 'del', c.netns])])
         explain('cleanup', uuid)
     if removed(STARTING[uuid]):                # diverges (row 46): rm stopped it
         fail('container %s was removed while it ran' % uuid, 137)
@@ -611,6 +622,19 @@ def delete(exists, *argv):
         return
     code, _out, err = command(argv).run(retcode=None)
     if code and exists():
+        sys.stderr.write(err)
+        raise Exit(code)
+
+
+def delete_batch(parts):
+    """delete() for several `ip ARGS` ([(exists, ARGS)]), in one `ip -batch`
+    process (-force: on past a failed line), traced as the bash runs them."""
+    todo = [(exists, args) for exists, args in parts if exists()]
+    if not todo:
+        return
+    cmd = command(['ip', '-force', '-batch', '-'], shown=[['ip'] + args for _, args in todo])
+    code, _out, err = (cmd << ''.join(' '.join(args) + '\n' for _, args in todo)).run(retcode=None)
+    if code and any(exists() for exists, _ in todo):
         sys.stderr.write(err)
         raise Exit(code)
 
@@ -672,7 +696,7 @@ def setup(c, cmd, undo):
         # bash: ip link set veth1_"$uuid" netns netns_"$uuid"
         ['link', 'set', veth1, 'netns', netns]])
     explain('veth', uuid)
-    # (while this ip works, the lower layer is made below)
+    # (while this ip works, the container's directories are made below)
     ip_done = ip_batch(netns, [
         # bash: ip netns exec netns_"$uuid" ip link set dev lo up
         ['link', 'set', 'dev', 'lo', 'up'],
@@ -690,8 +714,14 @@ def setup(c, cmd, undo):
         for sub in (c.lower, c.upper, c.work, c.merged):
             os.mkdir(sub)
         # bash: cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null
-        # (hard links, not copies: overlayfs never writes to the lower layer)
-        copy_tree('%s/%s' % (overlay_path, image), c.lower, link=True)
+        # diverges (row 13): nothing is copied: the image directory itself is
+        # overlayfs's bottom lower layer, shared read-only by every container
+        # made from it, as Docker and podman stack an image's layers; run's
+        # cost is the same for busybox and for a 1 GB image. lower/ is this
+        # container's own lower layer above the image (what Docker calls the
+        # init layer): empty but for the mount points below. A plain directory,
+        # not a bind mount of the image: the bash's rm unmounts merged only,
+        # then `rm -rf`s the container's directory, which would go into it.
         # diverges (rows 38, 45): /dev and /sys get filesystems of their own in
         # the container (enter()); an image without them (a pulled image, the
         # test image) gets the mount points here, in this container's lower
@@ -699,21 +729,22 @@ def setup(c, cmd, undo):
         # container's directory notes each (POINT.mountpoint), so commit leaves
         # out those mount points, never a /dev or /sys the image had, even empty.
         for point in MOUNT_POINTS:
-            if not os.path.lexists('%s/%s' % (c.lower, point)):
+            if not os.path.lexists('%s/%s/%s' % (overlay_path, image, point)):
                 os.mkdir('%s/%s' % (c.lower, point), 0o755)
                 write(c.path(MOUNT_POINT_NOTE % point),
                       'run made lower/%s: the image has none' % point)
     finally:
         ip_done()
-    # overlayfs: reads come from upper, else lower; writes go to upper (a copy
-    # up); work is overlayfs's scratch space; merged is the view the container
-    # gets as its root.
+    # overlayfs: reads come from upper, else the lower layers (lower/, then the
+    # image), top first; writes go to upper (a copy up); work is overlayfs's
+    # scratch space; merged is the view the container gets as its root.
     # bash: mount -t overlay overlay \
     #         -o lowerdir="$container_path/$uuid"/lower,upperdir="$container_path/$uuid"/upper,workdir="$container_path/$uuid"/work \
     #         "$container_path/$uuid"/merged
-    run('mount', '-t', 'overlay', 'overlay', '-o',
-        'lowerdir=%s,upperdir=%s,workdir=%s' % (c.lower, c.upper, c.work), c.merged)
+    run('mount', '-t', 'overlay', 'overlay', '-o', overlay_options(
+        [c.lower, '%s/%s' % (overlay_path, image)], c.upper, c.work), c.merged)
     undo.push('umount ' + c.merged, lambda: run('umount', c.merged, check=False))
+    release_image(image)                       # mounted: an rm of the image now sees it
     explain('overlay', uuid, image)
     # bash: echo 'nameserver 114.114.114.114' > "$container_path/$uuid"/merged/etc/resolv.conf
     write_inside(c.merged, 'etc/resolv.conf', 'nameserver 114.114.114.114')
@@ -1174,7 +1205,7 @@ class Undo:
             step()
 
 
-# --- Copying trees: init, run's lower layer and commit copy an image -------------
+# --- Copying trees: init and commit copy an image ---------------------------------
 
 class NewEntry:
     """What an entry made in a directory gets without asking for it (mkdir(2),
@@ -1196,12 +1227,10 @@ class NewEntry:
         return mode if self.exact else None
 
 
-def copy_tree(src, dst, link=False):
+def copy_tree(src, dst):
     """bash: cp -rf --reflink=auto "$src"/* "$dst". Copies everything in src,
-    dotfiles too, keeping modes, owners and times (diverges (rows 12, 13): cp -rf skips
-    dotfiles, drops setuid bits and owners). link=True makes hard links of
-    all but directories instead of copies: a container's lower layer is never
-    written (overlayfs copies a file up to upper before changing it).
+    dotfiles too, keeping modes, owners and times (diverges (row 12): cp -rf skips
+    dotfiles, drops setuid bits and owners). (run copies nothing: row 13.)
     An image is thousands of entries, so each costs few system calls: it is
     made with its mode (umask 0), given its owner only where it is not the one
     a new entry gets anyway (NewEntry), and a file's data is copied by the
@@ -1214,12 +1243,6 @@ def copy_tree(src, dst, link=False):
         its times queued for the end (its entries' making changes them)."""
         for entry in os.scandir(src):
             s, d = entry.path, dst + '/' + entry.name
-            if link and not entry.is_dir(follow_symlinks=False):
-                try:                       # one inode: its mode, owner and times too
-                    os.link(s, d, follow_symlinks=False)    # a symlink itself, as cp -al
-                    continue
-                except OSError:
-                    pass                   # another filesystem: copy
             st = entry.stat(follow_symlinks=False)
             mode = stat.S_IMODE(st.st_mode)
             times = (st.st_atime_ns, st.st_mtime_ns)
@@ -1538,21 +1561,45 @@ def sweep():
             os.close(fd)
 
 
-def wait_for(cdir, uuid):
+def wait_for(cdir, uuid, doing='is being started or committed'):
     """rm's lock on a container's directory (flock(2), exclusive): at once, or
     once the run starting it has started its command (or a commit has copied
     it), saying on stderr what it waits for (a run stopped by ctrl-Z waits
-    for its user)."""
+    for its user). The same for an image a run is mounting (hold_image())."""
     import fcntl
     fd = lock(cdir, wait=False)
     if fd is None:
         flush()
-        sys.stderr.write('%s: %s is being started or committed: waiting for that to end\n'
-                         % (os.path.basename(PROG), uuid))
+        sys.stderr.write('%s: %s %s: waiting for that to end\n'
+                         % (os.path.basename(PROG), uuid, doing))
         sys.stderr.flush()
         fd = os.open(cdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
+
+
+IMAGES_HELD = {}                                # image: its directory, open (hold_image())
+
+
+def hold_image(image):
+    """run's lock on its image (flock(2), shared) from its checks until the
+    container's overlay is mounted on it (release_image()). An rm of the
+    image takes the lock exclusive: it waits until the mount shows the image
+    in use (image_users()), and a run that waited for an rm finds the image
+    gone. diverges (row 51)."""
+    path = '%s/%s' % (overlay_path, image)
+    try:
+        fd = lock(path, exclusive=False)
+        if not os.path.samestat(os.fstat(fd), os.stat(path)):
+            raise FileNotFoundError        # renamed away by an rm, another in its place
+    except OSError:                        # gone, or a file
+        refuse("No image named '%s' exists", image)
+    IMAGES_HELD[image] = fd
+
+
+def release_image(image):
+    """The overlay is mounted: rm of the image sees it in use (hold_image())."""
+    os.close(IMAGES_HELD.pop(image))
 
 
 def is_uuid(text):
@@ -2583,6 +2630,66 @@ def mounted(path):
     return os.path.realpath(path) in mount_points()
 
 
+def overlay_options(lowers, upper, work):
+    """overlayfs's mount options: lowerdir (the lower layers, top first,
+    joined by ':'), upperdir, workdir. A ',', ':' or '\\' in a path is escaped
+    with a backslash, as the kernel's option parser reads it (kernel
+    Documentation/filesystems/overlayfs.rst)."""
+    def escape(path):
+        return path.replace('\\', '\\\\').replace(',', '\\,').replace(':', '\\:')
+    return 'lowerdir=%s,upperdir=%s,workdir=%s' % (
+        ':'.join(escape(l) for l in lowers), escape(upper), escape(work))
+
+
+def overlay_layers(sopts):
+    """{option: [paths]} of an overlay mount's super options as mountinfo
+    shows them (mountinfo() has undone the octal escapes): lowerdir's layers
+    top first, upperdir, workdir; the backslash escapes undone."""
+    def split(text, sep):
+        parts, part, escaped = [], '', False
+        for c in text:
+            if escaped or c == '\\':
+                part, escaped = part + c, not escaped and c == '\\'
+            elif c == sep:
+                parts, part = parts + [part], ''
+            else:
+                part += c
+        return parts + [part]
+
+    def unescape(text):
+        out, escaped = '', False
+        for c in text:
+            if c == '\\' and not escaped:
+                escaped = True
+                continue
+            out, escaped = out + c, False
+        return out
+    found = {}
+    for opt in split(sopts, ','):
+        key, _, value = opt.partition('=')
+        if key in ('lowerdir', 'upperdir', 'workdir'):
+            found[key] = [unescape(p) for p in split(value, ':') if p]
+    return found
+
+
+def image_users(image):
+    """The containers whose root is an overlay mount with image among its
+    lower layers (our mount namespace's /proc/self/mountinfo): a container
+    keeps its root mounted from run to rm, running or not. A container's id
+    where the mount is a container's merged/, else the mount point."""
+    path = os.path.realpath('%s/%s' % (overlay_path, image))
+    users = []
+    for point, fstype, _source, _opts, sopts, _root in mountinfo():
+        if fstype != 'overlay':
+            continue
+        if path in [os.path.realpath(l) for l in overlay_layers(sopts).get('lowerdir', [])]:
+            cdir, sub = os.path.split(point)
+            name = os.path.basename(cdir)
+            mine = sub == 'merged' and os.path.dirname(cdir) == os.path.realpath(container_path)
+            users.append(name if mine and well_formed(name) else point)
+    return users
+
+
 def cgroup_hierarchies():
     """{controller: (mount point, mount root)} of the cgroup hierarchies
     mounted here (/proc/self/mountinfo): v1 ones by controller, v2 as ''."""
@@ -2676,10 +2783,11 @@ def link_exists(name):
     Asked of the kernel (if_nametoindex(3), the SIOCGIFINDEX ioctl of
     netdevice(7)), not read from /sys/class/net: sysfs shows the network
     namespace of whoever mounted it, which in a shell made by
-    `unshare --net --mount` is the host's."""
-    import socket
+    `unshare --net --mount` is the host's. (_socket: the C module alone, as
+    socket's own import costs run 2 ms.)"""
+    import _socket
     try:
-        socket.if_nametoindex(name)
+        _socket.if_nametoindex(name)
         return True
     except OSError:
         return False
@@ -2711,9 +2819,10 @@ def need_store(*paths):
 def need_modules(*names):
     """The Python packages a command needs (requirements.txt): without them,
     one line naming what is missing and how to install it, before anything
-    is made."""
-    from importlib.machinery import PathFinder
-    missing = [name for name in names if PathFinder.find_spec(name) is None]
+    is made. (importlib.machinery's PathFinder, as the interpreter loaded it
+    at start: the importlib package would cost 1 ms.)"""
+    finder = sys.modules['_frozen_importlib_external'].PathFinder
+    missing = [name for name in names if finder.find_spec(name) is None]
     if missing:
         fail('missing Python package%s %s: install with `make deps` in %s' % (
             's' if len(missing) > 1 else '', ', '.join(missing),
@@ -3024,12 +3133,16 @@ def explain_netns(uuid, ip_done):
                 'mount -t overlay overlay'),
           man='mount(8), overlayfs: docs.kernel.org/filesystems/overlayfs.html')
 def explain_overlay(uuid, image):
-    """The image becomes overlayfs's lower layer, never written (here hard
-    links to the image's files; the bash copies them), with an empty upper
-    layer for the container's writes and a work directory overlayfs needs
-    for itself. merged shows the two as one: a read finds upper first, then
-    lower; a write copies the file up into upper first; a deletion leaves a
-    whiteout (a 0/0 character device) in upper."""
+    """overlayfs stacks directories into one view. Its lower layers are never
+    written: the image directory itself is the bottom one, shared by every
+    container made from it, so nothing is copied and run costs the same for
+    any image size (the bash copies the image into lower); above it lower/
+    holds the container's own mount points. upper, empty, takes the
+    container's writes; work is overlayfs's scratch space. merged shows them
+    as one: a read finds upper first, then each lower layer in turn; a write
+    copies the file up into upper first; a deletion leaves a whiteout (a 0/0
+    character device) in upper. rm of the image is refused while a container
+    uses it."""
     cdir = Container(uuid).dir
     mounts = [m for m in mountinfo() if m[0] == os.path.realpath(cdir + '/merged')]
     if not mounts:
@@ -3041,20 +3154,43 @@ def explain_overlay(uuid, image):
         key = opt.split('=', 1)[0]
         if key in ('lowerdir', 'upperdir', 'workdir'):
             out.append('  %s' % opt)
-    entries = same = 0
-    lower, img = cdir + '/lower', '%s/%s' % (overlay_path, image)
-    for top, dirs, files in os.walk(lower):
-        for name in dirs + files:
-            entries += 1
+    img = '%s/%s' % (overlay_path, image)
+    lowers = overlay_layers(sopts).get('lowerdir', [])
+    for n, layer in enumerate(lowers, 1):
+        if os.path.realpath(layer) == os.path.realpath(img):
+            users = image_users(image)
+            what = 'the image %s itself, read-only, shared by %d container%s: nothing copied' % (
+                image, len(users), '' if len(users) == 1 else 's')
+        else:
+            names = sorted(os.listdir(layer))
+            what = "this container's own: %s" % (', '.join(names) + ' (mount points)'
+                                                  if names else 'empty')
+        out.append('  lower layer %d of %d (top first): %s' % (n, len(lowers), what))
+    # The image's files as the container sees them: the same inodes (stat(2)'s
+    # st_ino; overlayfs shows a lower file's own when the layers share a filesystem).
+    files = same = 0
+    example = None
+    for top, dirs, names in os.walk(img):
+        for name in sorted(names):
             path = os.path.join(top, name)
             try:
-                mine = os.lstat(path)
-                theirs = os.lstat(img + path[len(lower):])
+                theirs = os.lstat(path)
+                mine = os.lstat(cdir + '/merged' + path[len(img):])
             except OSError:
                 continue
-            same += (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
-    out.append('  lower: %d entries, %d of them the very inodes of %s (hard links)' % (
-        entries, same, image))
+            files += 1
+            same += mine.st_ino == theirs.st_ino
+            if stat.S_ISREG(theirs.st_mode) and (example is None or
+                                                 theirs.st_size > example[2].st_size):
+                example = (path[len(img):], mine, theirs)
+        if files >= 1000:
+            break
+    if example:
+        rel, mine, theirs = example
+        out.append('  merged%s: inode %d; %s%s: inode %d: the very file, not a copy' % (
+            rel, mine.st_ino, image, rel, theirs.st_ino))
+    out.append('  %d of %s%d files and links of %s seen in merged with their own inode numbers' % (
+        same, 'the first ' if files >= 1000 else '', files, image))
     out.append('  upper: %d entries' % len(os.listdir(cdir + '/upper')))
     return out
 
@@ -3504,10 +3640,11 @@ def explain_rm_cgroups(uuid):
 
 @explains('rm-image', 'rm-image', 'the image',
           bash=('rm -rf "$overlay_path/$1" && echo',),
-          man='rm(1), link(2)', pause=False)
+          man='rm(1), proc(5)', pause=False)
 def explain_rm_image(uuid):
-    """An image is a directory of the store; rm -rf removes it. A container
-    made from it keeps its lower layer: hard links hold the files."""
+    """An image is a directory of the store; rm -rf removes it. Not while a
+    container uses it: the image is the lower layer of each container's root
+    (an overlay mount, in /proc/self/mountinfo), so rm refuses, naming them."""
     path = '%s/%s' % (overlay_path, uuid)
     return ['%s: %s' % (path, 'still there' if os.path.lexists(path) else 'gone')]
 
@@ -3518,7 +3655,8 @@ def explain_rm_image(uuid):
 # commands (docs/BENCHMARK.md: about 34 ms a command), mostly in what bocker
 # never uses: the package __init__ files load colors, SSH and remote machines;
 # plumbum.path.local imports urllib.request (http.client, email, ssl) and
-# urllib.parse for as_uri(), daemons pickle; LocalMachine runs `uname -p`.
+# urllib.parse for as_uri(), daemons pickle, logging traceback; LocalMachine
+# asks platform.uname() (which imports platform and runs `uname -p`).
 #
 # What the lean import changes in this process, for the rest of its life:
 #  - sys.modules['plumbum'], ['plumbum.machines'], ['plumbum.path'] are bare
@@ -3526,7 +3664,9 @@ def explain_rm_image(uuid):
 #    those define (plumbum.__version__, plumbum.colors, ...) are not there;
 #  - urllib.request, urllib.parse, pickle and inspect, if not yet imported,
 #    are stand-ins inside plumbum's modules (Deferred), loaded on first use;
-#  - platform.uname()'s processor is '' (not asked of `uname -p`);
+#  - traceback and platform load on first use too, and plumbum's LocalMachine
+#    takes the system's name from os.uname() (not platform, which runs
+#    `uname -p`);
 #  - the garbage collector is off during the import, and what it made is
 #    frozen (gc.freeze(): never walked again, at exit neither).
 # Only the plumbum that requirements-run.txt pins (PLUMBUM_LEAN, its dist-info
@@ -3565,11 +3705,7 @@ def plumbum_lean(site):
     """The lean import (the section's comment says what it changes): the
     three packages entered without their __init__, the stand-ins in place
     while plumbum.machines.local loads."""
-    import platform
     gc.disable()
-    uname = platform.uname()                   # processor: a cached_property (3.9+)
-    if hasattr(uname, '__dict__'):
-        uname.__dict__.setdefault('processor', '')
     stubs = {}
     for name in ('plumbum', 'plumbum.machines', 'plumbum.path'):
         stubs[name] = type(sys)(name)          # a module object
@@ -3577,13 +3713,18 @@ def plumbum_lean(site):
         if '.' in name:
             setattr(stubs['plumbum'], name.split('.')[1], stubs[name])
     deferred = {name: Deferred(name) for name in
-                ('urllib.request', 'urllib.parse', 'pickle', 'inspect') if name not in sys.modules}
+                ('urllib.request', 'urllib.parse', 'pickle', 'inspect', 'traceback', 'platform')
+                if name not in sys.modules}
+    if 'platform' in deferred:                 # LocalMachine.uname = platform.uname()[0]
+        deferred['platform'].__dict__['uname'] = lambda: (os.uname().sysname,)
     sys.modules.update(stubs)
     sys.modules.update(deferred)
     try:
         if os.environ.get('BOCKER_TEST_LEAN_IMPORT') == 'fail':   # the fallback's test
             raise RuntimeError('lean import made to fail')
         import plumbum.machines.local
+        if 'platform' in deferred:             # from now on, the real one on first use
+            plumbum.machines.local.platform = Deferred('platform')
         return sys.modules['plumbum.machines.local'].local
     finally:
         for name, module in deferred.items():  # only plumbum holds the stand-ins

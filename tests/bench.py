@@ -11,14 +11,21 @@ alone; for help, images and ps, the shim's bash starting the interpreter that
 does nothing (bash bocker.sh's `exec python3 -I -c pass`); for pull, its one
 system command, download-frozen-image-v2, alone.
 The distribution tree is `debootstrap --variant=minbase bookworm`, cached
-outside the project (BENCH_TREE, made by `make bench` when missing).
+outside the project (BENCH_TREE, made by `make bench` when missing); the
+40,000-entry image (as many entries as a python or node base image) is busybox
+and 400 directories of 99 small files, made once and cached beside it
+(BENCH_TREE40, made here when missing). After the rows, run's cost against the
+image's size: each run row's median for the reference, bocker.py and the peers.
 
-Peers, timed in the same rounds as `run, busybox image`: `docker run --rm
+Peers, timed in the same rounds as each `run` row: `docker run --rm
 --network none` (a dockerd of the bench's own) and `podman run --rm` (runc,
-vfs, --network none) of the same image, exported by compat/export-image and
-loaded into each (tests/engines.py says how they are run). Each gets a row
-under bocker.py's, its time in the bocker.py column, its ratio to the
-reference. They need the sandbox's engines=True (the Makefile passes
+--network none) of the same image, exported by compat/export-image and
+loaded into each (tests/engines.py says how they are run), with the overlay
+storage drivers (docker overlay2, podman overlay: the image's layers are the
+lower layers, nothing copied per container), or vfs (a copy of the image per
+container) where overlay cannot be used (BENCH_PEER_DRIVER=vfs forces it).
+Each gets a row under bocker.py's, its time in the bocker.py column, its ratio
+to the reference. They need the sandbox's engines=True (the Makefile passes
 --engines): dockerd wants cgroups of its own in every controller.
 
 Run inside a sandbox (the Makefile does):
@@ -38,9 +45,11 @@ sys.path.insert(0, HERE)
 from support import BOCKER, REFERENCE, ROOT, STORE  # noqa: E402  (the tests' own paths)
 ROUNDS = int(os.environ.get('BENCH_ROUNDS', '5'))   # BENCH_ONLY: see bench()
 TREE = os.environ.get('BENCH_TREE', '/var/cache/bocker-bench/bookworm-minbase')
+TREE40 = os.environ.get('BENCH_TREE40', os.path.join(os.path.dirname(TREE), 'synthetic-40000'))
 FLOOR_RUN = os.path.join(HERE, 'floor_run.sh')
 # issue 12: bocker.py / reference at most this
 TARGETS = {'run, busybox image': 0.8, 'run, 200 MB image': 0.25, 'run, distribution tree': 0.25,
+           'run, 40,000-entry image': 0.25,
            'init, 200 MB': 1.0, 'init, distribution tree': 1.0, 'images': 1.5, 'help': 2.0,
            'ps, 100 containers': 0.2, 'pull, 200 MB in 5 layers': 0.7}
 ENV = {k: v for k, v in os.environ.items() if k != 'PYTHONUNBUFFERED'}
@@ -135,12 +144,17 @@ def bench(name, op, cleanup=None, rounds=ROUNDS, floor=None, floor_cleanup=None,
     row = '| %s | %.3f | %.3f | %.2f | %s | %s | %d |' % (name, ref, py, py / ref, verdict, fl,
                                                          max(rss) // 1024)
     print(row, flush=True)
+    MEDIANS[name] = {'reference': ref, 'bocker.py': py}
     for label in peers:
         t = statistics.median(times[label])
+        MEDIANS[name][label.split(' run ')[0]] = t
         peer_row = '| ↳ %s | %.3f | %.3f | %.2f | | | |' % (label, ref, t, t / ref)
         print(peer_row, flush=True)
         row += '\n' + peer_row
     return row
+
+
+MEDIANS = {}                 # row name: {'reference', 'bocker.py', peer: median}
 
 
 def attempt(op, which):
@@ -168,38 +182,63 @@ def timed_peer(argv, env=None):
 
 class Peers:
     """dockerd and podman with everything under the store's filesystem
-    (STORE/peers, as the images and containers they are compared with), the
-    busybox image loaded into both from compat/export-image. Call it for the
-    {label: () -> seconds} of bench(); close() stops dockerd and removes it all."""
+    (STORE/peers, as the images and containers they are compared with), each
+    image loaded into both from compat/export-image, with the overlay storage
+    drivers (else vfs: see why_vfs). for_image(img) gives the {label: () ->
+    seconds} of bench() for one image; close() stops dockerd and removes it all."""
 
-    def __init__(self, img):
-        self.img, self.top, self.dockerd = img, STORE + '/peers', None
+    def __init__(self, images):
+        self.images, self.top, self.dockerd = images, STORE + '/peers', None
+        self.runs, self.why_vfs = {}, ''
 
-    def __call__(self):
+    def start(self):
         import engines
-        name = 'localhost/bench-busybox:v1'
+        driver = os.environ.get('BENCH_PEER_DRIVER', 'overlay')
+        for tries in (driver, 'vfs'):
+            try:
+                self.load(engines, tries)
+                return
+            except (RuntimeError, subprocess.CalledProcessError) as e:
+                if tries == 'vfs':
+                    raise SystemExit('bench: peers: %s' % e)
+                self.why_vfs = 'the overlay drivers failed here (%s): vfs' % str(e)[-300:]
+                sys.stderr.write('bench: %s\n' % self.why_vfs)
+                self.close()
+
+    def load(self, engines, driver):
+        docker_driver = 'overlay2' if driver == 'overlay' else driver
         os.makedirs(self.top + '/docker')
-        try:
-            self.dockerd = engines.Dockerd(self.top + '/docker')
-        except RuntimeError as e:
-            raise SystemExit('bench: %s' % e)
-        podman, env = engines.podman(self.top + '/podman', '/run/bocker-bench-podman')
-        tar = self.top + '/image.tar'
-        with open(tar, 'wb') as f:
-            subprocess.run([os.path.join(ROOT, 'compat', 'export-image'), self.img, name],
-                           stdout=f, check=True, env=ENV)
-        for load in (self.dockerd.docker + ['load', '-q', '-i', tar],
-                     podman + ['load', '-q', '-i', tar]):
-            subprocess.run(load, stdout=subprocess.DEVNULL, check=True, env=dict(ENV, **env))
-        docker_run = self.dockerd.docker + ['run', '--rm', '--network', 'none', name, 'true']
-        podman_run = podman + engines.podman_run() + [name, 'true']
-        return {'docker run --rm --network none (vfs)': lambda: timed_peer(docker_run),
-                'podman run --rm --network none (runc, vfs)': lambda: timed_peer(podman_run,
-                                                                                 env)}
+        self.dockerd = engines.Dockerd(self.top + '/docker', driver=docker_driver)
+        podman, env = engines.podman(self.top + '/podman', '/run/bocker-bench-podman', driver)
+        for n, img in enumerate(self.images):
+            name = 'localhost/bench-%d:v1' % n
+            tar = self.top + '/image.tar'
+            with open(tar, 'wb') as f:
+                subprocess.run([os.path.join(ROOT, 'compat', 'export-image'), img, name],
+                               stdout=f, check=True, env=ENV)
+            for load in (self.dockerd.docker + ['load', '-q', '-i', tar],
+                         podman + ['load', '-q', '-i', tar]):
+                subprocess.run(load, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               check=True, env=dict(ENV, **env))
+            os.unlink(tar)
+            docker_run = self.dockerd.docker + ['run', '--rm', '--network', 'none', name, 'true']
+            podman_run = podman + engines.podman_run() + [name, 'true']
+            self.runs[img] = {
+                'docker run --rm --network none (%s)' % docker_driver:
+                    lambda argv=docker_run: timed_peer(argv),
+                'podman run --rm --network none (runc, %s)' % driver:
+                    lambda argv=podman_run: timed_peer(argv, env)}
+
+    def for_image(self, img):
+        if not self.runs:
+            self.start()
+        return self.runs[img]
 
     def close(self):
         if self.dockerd:
             self.dockerd.stop()
+            self.dockerd = None
+        self.runs = {}
         subprocess.run(['rm', '-rf', self.top], check=True)
 
 
@@ -213,6 +252,31 @@ def make_images(work):
         with open(os.path.join(big, 'data', 'f%03d' % i), 'wb') as f:
             f.write(os.urandom(1 << 20))
     return busybox, big
+
+
+def synthetic_tree(busybox):
+    """TREE40: busybox and 400 directories of 99 files (1 KB or less each):
+    some 40,000 entries, as many as a python or node base image has. Made once
+    (under a temporary name, then renamed), kept for the next bench."""
+    if os.path.isdir(TREE40):
+        return TREE40
+    tmp = TREE40 + '.tmp'
+    subprocess.run(['rm', '-rf', tmp], check=True)
+    os.makedirs(os.path.dirname(TREE40), exist_ok=True)
+    subprocess.run(['cp', '-a', busybox, tmp], check=True)
+    for d in range(400):
+        top = '%s/usr/lib/synthetic/d%03d' % (tmp, d)
+        os.makedirs(top)
+        for f in range(99):
+            with open('%s/f%02d.py' % (top, f), 'w') as out:
+                out.write('# %d/%d\n' % (d, f) * (1 + (d * 99 + f) % 60))
+    os.rename(tmp, TREE40)
+    return TREE40
+
+
+def entries(top):
+    """How many entries a tree has (directories, files, links)."""
+    return sum(len(dirs) + len(files) for _, dirs, files in os.walk(top))
 
 
 def init_image(directory):
@@ -284,7 +348,11 @@ def main():
     assert os.path.isdir(TREE), 'distribution tree not found: run make bench (BENCH_TREE)'
     work = tempfile.mkdtemp(prefix='bocker-bench-')
     busybox, big = make_images(work)
-    small_img, big_img, tree_img = init_image(busybox), init_image(big), init_image(TREE)
+    tree40 = synthetic_tree(busybox)
+    runs = [(busybox, 'run, busybox image'), (big, 'run, 200 MB image'),
+            (TREE, 'run, distribution tree'), (tree40, 'run, 40,000-entry image')]
+    images = {src: init_image(src) for src, _ in runs}
+    big_img = images[big]
     rows = []
     print('| operation | reference (s) | bocker.py (s) | ratio | target | floor (s) | '
           'bocker.py peak RSS (MB) |')
@@ -297,15 +365,16 @@ def main():
             op.last = new_ids(before, 'ps')[0]
             return t, m
         return op
-    peers = Peers(small_img)
+    wanted = [(src, name) for src, name in runs if os.environ.get('BENCH_ONLY', '') in name]
+    peers = Peers([images[src] for src, _ in wanted])
     try:
-        for img, name in ((small_img, 'run, busybox image'), (big_img, 'run, 200 MB image'),
-                          (tree_img, 'run, distribution tree')):
+        for src, name in runs:
+            img = images[src]
             op = run_op(img)
             floor, floor_cleanup = floor_run(img)
             rows.append(bench(name, op, cleanup=lambda which, op=op: rm(which, op.last),
                               floor=floor, floor_cleanup=floor_cleanup,
-                              peers=peers if img == small_img else None))
+                              peers=lambda img=img: peers.for_image(img)))
     finally:
         peers.close()
 
@@ -358,12 +427,33 @@ def main():
                           cleanup=lambda w: rm(w, pull_op.last), floor=pull_floor))
     finally:
         handle.stop()
+    growth(runs, peers.why_vfs)
     print('\n↳: a peer engine, timed in the same rounds as the row above (its time in the '
           'bocker.py column, its ratio to the reference); the peers run without a network, '
           'bocker.py and the reference make a veth pair and a netns')
     print('measured on: %s, %d cores, %s, Python %s; %d rounds, medians; store: %s' % (
         platform.node(), os.cpu_count(), platform.release(), platform.python_version(), ROUNDS,
         store_kind()))
+
+
+def growth(runs, why_vfs):
+    """run's cost against the image's size, side by side: each run row's
+    median for the reference, bocker.py and the peers, and each against its
+    own run of busybox."""
+    done = [(src, name) for src, name in runs if name in MEDIANS]
+    if not done:
+        return
+    tools = list(MEDIANS[done[0][1]])
+    print('\nrun against image size (medians, s; × its own run of busybox):\n')
+    print('| image | entries | %s |' % ' | '.join(tools))
+    print('|---|---|' + '---|' * len(tools))
+    base = MEDIANS.get('run, busybox image', {})
+    for src, name in done:
+        cells = ['%.3f' % MEDIANS[name][t] + (' (%.1f×)' % (MEDIANS[name][t] / base[t])
+                                               if base.get(t) else '') for t in tools]
+        print('| %s | %s | %s |' % (name[5:], '{:,}'.format(entries(src)), ' | '.join(cells)))
+    if why_vfs:
+        print('\npeers: %s' % why_vfs)
 
 
 def store_kind():

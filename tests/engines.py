@@ -33,11 +33,12 @@ def alive(pid):
 class Dockerd:
     """One dockerd: data root, exec root, socket, pid file and log under top;
     no iptables, no bridge (containers run with --network none), vfs storage
-    (no overlay mounts of its own). Given no --containerd, it starts its own
+    (no overlay mounts of its own; the benchmark also runs one with driver
+    overlay2). Given no --containerd, it starts its own
     containerd, whose state lives under the exec root. sandbox: a
     tests/sandbox.py Sandbox to run in, None when already inside one."""
 
-    def __init__(self, top, sandbox=None, timeout=60):
+    def __init__(self, top, sandbox=None, timeout=60, driver='vfs'):
         if not (os.path.exists(DOCKER) and os.path.exists('/usr/sbin/dockerd')):
             raise RuntimeError('needs docker.io (apt-get install docker.io; make test does)')
         self.top = str(top)
@@ -51,7 +52,7 @@ class Dockerd:
                            '--exec-root', self.top + '/exec', '-H', self.sock,
                            '--pidfile', self.top + '/docker.pid',
                            '--iptables=false', '--ip6tables=false', '--bridge=none',
-                           '--storage-driver=vfs'],
+                           '--storage-driver=' + driver],
                           stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while run(self.docker + ['version'], stdout=subprocess.DEVNULL,
@@ -91,8 +92,8 @@ class Dockerd:
         return [pid for pid in getattr(self, 'children', []) if alive(pid)]
 
 
-def podman(top, runroot):
-    """(argv, env) of a podman whose storage (vfs), temporary files and
+def podman(top, runroot, driver='vfs'):
+    """(argv, env) of a podman whose storage (vfs, or driver), temporary files and
     network configuration are under top, its run root at runroot (at most 50
     characters: in the sandbox's own /run), with its own storage.conf so no
     host setting applies; containers run by runc (crun refuses hybrid
@@ -102,10 +103,10 @@ def podman(top, runroot):
     os.makedirs(top + '/tmp', exist_ok=True)
     conf = top + '/storage.conf'
     with open(conf, 'w') as f:
-        f.write('[storage]\ndriver = "vfs"\nrunroot = "%s"\ngraphroot = "%s/root"\n'
-                % (runroot, top))
+        f.write('[storage]\ndriver = "%s"\nrunroot = "%s"\ngraphroot = "%s/root"\n'
+                % (driver, runroot, top))
     argv = ['podman', '--root', top + '/root', '--runroot', runroot,
-            '--tmpdir', top + '/libpod', '--storage-driver', 'vfs',
+            '--tmpdir', top + '/libpod', '--storage-driver', driver,
             '--cgroup-manager', 'cgroupfs', '--events-backend', 'file',
             '--runtime', 'runc', '--network-config-dir', top + '/networks']
     return argv, {'CONTAINERS_STORAGE_CONF': conf, 'TMPDIR': top + '/tmp'}

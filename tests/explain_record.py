@@ -14,8 +14,9 @@ Each command's stderr (all of --EXPLAIN's output, nothing else) is written to
 fixtures/explain/{run,exec,rm}.txt, after a first line `$ bocker.sh ...`
 naming the command, normalised: ids as the golden files number them (img_1,
 ps_1, IP_1, MAC_1: tests/golden.py), process ids PID_k, namespace inodes
-NS_k, random MACs (a veth's own, before bocker sets one) MAC_RANDOM, each by
-first appearance over the three files in that order. The block format is
+NS_k, files' inode numbers INODE_k, random MACs (a veth's own, before bocker
+sets one) MAC_RANDOM, each by first appearance over the three files in that
+order. The block format is
 described in /work/notes/explain-format.md; blocks() splits a file into them.
 
     tests/explain_record.py            record into fixtures/explain/
@@ -46,12 +47,14 @@ HEADER_RE = re.compile(r'^=== (\w+) (\d+)/(\d+) \[([\w-]+)\] (.*)$')
 
 class ExplainNormaliser(Normaliser):
     """The golden files' normaliser, and what differs on every run here:
-    process ids, namespace inodes, the random MACs of a new veth pair."""
+    process ids, namespace inodes, files' inode numbers, the random MACs of a
+    new veth pair."""
 
     def __init__(self):
         super().__init__()
         self.pids = {}
         self.inodes = {}
+        self.files = {}                 # a file's inode number (stat(2)'s st_ino)
 
     def text(self, s):
         s = super().text(s)
@@ -63,6 +66,7 @@ class ExplainNormaliser(Normaliser):
             return sub
         s = re.sub(r'(\b[a-z_]+:\[)([0-9]+)(\])', number(self.inodes, 'NS_'), s)
         s = re.sub(r'(\bpid |/proc/|\bNSpid )([0-9]{2,})(\b)', number(self.pids, 'PID_'), s)
+        s = re.sub(r'(\binode )([0-9]+)(\b)', number(self.files, 'INODE_'), s)   # row 13
         return re.sub(r'\b(?:[0-9a-f]{2}:){5}[0-9a-f]{2}\b', 'MAC_RANDOM', s)
 
 

@@ -294,7 +294,8 @@ SCENARIOS = [
     # -- interop: state made by one, used by the other ----------------------------
     S('interop-reference-image',
       [X('init', IMAGE, tool='ref'), X('images'), X('run', '{img1}', 'cat /etc/hostname'),
-       X('ps'), X('logs', '{ps1}'), X('rm', '{img1}'), X('images')]),
+       X('ps'), X('logs', '{ps1}'), X('rm', '{img1}'), X('images')],
+      diverges=(51,)),
     S('interop-reference-container',
       [X('init', IMAGE, tool='ref'), X('run', '{img1}', 'echo from-ref > /mark; echo logged', tool='ref'),
        X('ps'), X('logs', '{ps1}'), X('exec', '{ps1}', 'true'), X('commit', '{ps1}', 'img_5'),
@@ -433,6 +434,47 @@ def _without_container_record(line):
     return line
 
 
+def _lower_as_the_reference(line):
+    """run's overlay (row 13): `lowerdir=C/lower:/var/lib/bocker/overlay/img_N`,
+    the container's own layer above the image itself, read as the reference's
+    `lowerdir=C/lower` (a copy of the image)."""
+    return re.sub(r'^(\++ mount -t overlay overlay -o lowerdir=\S*/containers/ps_[0-9]+/lower)'
+                  r':/var/lib/bocker/overlay/img_[0-9]+,', r'\1,', line)
+
+
+def _without_lower_entries(line):
+    """What a container's lower/ holds (row 13): the reference's is a copy of the
+    image, bocker.py's only the mount points rows 38 and 45 read away. Read from
+    both documents (the reference's too, 'tree-both'): the entries under
+    containers/ps_N/lower/ are dropped, lower/ itself stays."""
+    if re.match(r'^[a-z] [0-7]{4} containers/ps_[0-9]+/lower/|^l containers/ps_[0-9]+/lower/', line):
+        return None
+    return line
+
+
+def read_both(doc):
+    """A recorded document (the reference's) with the 'tree-both' readings
+    applied, as bocker.py's run of the scenario applies them to its own."""
+    return '\n'.join(drop_lines(doc.split('\n'), [r for _k, r, what in TRACE_READINGS.values()
+                                                 if what == 'tree-both']))
+
+
+def drop_lines(doc, readings):
+    """Each reading applied to each line; a file's line dropped (None) takes
+    its content lines with it."""
+    for reading in readings:
+        read, dropped = [], False
+        for l in doc:
+            if dropped and l.startswith('    '):
+                continue
+            r = reading(l)
+            dropped = r is None
+            if r is not None:
+                read.append(r)
+        doc = read
+    return doc
+
+
 TRACE_READINGS = {
     # name: (keywords of its DIVERGENCES.md row, the reading, what it reads:
     # 'trace' lines, or 'tree' lines of what a scenario left)
@@ -441,6 +483,10 @@ TRACE_READINGS = {
     'bocker.py __enter__ in place of chroot': (('capabilit', '__enter__'), _enter_as_chroot, 'trace'),
     'a /dev mount point in lower': (('/dev` gets the mount point',), _without_dev_mount_point, 'tree'),
     "the container's record": (('ps_N.state',), _without_container_record, 'tree'),
+    'the image itself as the lower layer': (('lowerdir=ps_N/lower:overlay/img_N',),
+                                            _lower_as_the_reference, 'trace'),
+    'nothing copied into lower': (('lowerdir=ps_N/lower:overlay/img_N',),
+                                  _without_lower_entries, 'tree-both'),
 }
 
 
@@ -853,16 +899,8 @@ class Runner:
             doc += lines
         if self.mode == 'py' and not self.sc.beyond:
             for name, (_keywords, reading, what) in TRACE_READINGS.items():
-                if what == 'tree':
-                    # a file's line dropped takes its content lines with it
-                    read, dropped = [], False
-                    for l in doc:
-                        if dropped and l.startswith('    '):
-                            continue
-                        r = reading(l)
-                        dropped = r is None
-                        if r is not None:
-                            read.append(r)
+                if what in ('tree', 'tree-both'):
+                    read = drop_lines(doc, [reading])
                     if read != doc:
                         self.applied.add(name)
                     doc = read

@@ -368,14 +368,14 @@ def remove_everything(box, known=(), whole=True):
     nothing may be left. whole: a listed image or container is complete (its
     listing reads its img.source or command without an error)."""
     listed = []
-    for command in ('images', 'ps'):
+    for command in ('ps', 'images'):       # containers first: an image in use stays (row 51)
         r = box.bocker(command)
         assert r.code == 0 and (r.err == '' or not whole), (command, r)
         listed += ids(r.out)
     for name in listed:
         r = box.bocker('rm', name)
         assert (r.out, r.err, r.code) == ('Removed: %s\n' % name, '', 0), (name, r)
-    for name in [n for n in known if n not in listed]:
+    for name in sorted([n for n in known if n not in listed], key=lambda n: n[:3] != 'ps_'):
         r = box.bocker('rm', name)         # not listed: rm finds what remains, or nothing
         kind = 'image' if name.startswith('img_') else 'container'
         assert (r.out, r.code) in (('Removed: %s\n' % name, 0),

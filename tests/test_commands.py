@@ -139,8 +139,8 @@ def test_run_leaves_the_overlay_mounted_and_removes_veth_and_netns(box, busybox)
     assert merged in box.mounts()
     assert box.read(merged + '/etc/resolv.conf') == 'nameserver 114.114.114.114\n'
     assert box.read('%s/%s/upper/tmp/file' % (CONTAINERS, ps)) == 'changed\n'
-    # overlayfs never writes to lower: the image and lower are untouched
-    assert box.exists('%s/%s/lower/etc/hostname' % (CONTAINERS, ps))
+    # overlayfs never writes to a lower layer: the image (row 13) is untouched
+    assert box.exists('%s/%s/upper/etc/hostname' % (CONTAINERS, ps))   # a whiteout
     assert box.exists('%s/%s/etc/hostname' % (OVERLAY, img))
     assert not box.exists('%s/%s/tmp/file' % (OVERLAY, img))
     assert box.links() == ['br1', 'lo']
@@ -168,8 +168,8 @@ def test_run_isolates_pid_uts_mount_and_cgroups(box, busybox):
     assert not set(inside.values()) & set(outside.values()), (inside, outside)
     # mount: its root is the overlay of its own layers, its /proc its own; the
     # /proc it mounted never reached the caller's mount table
-    assert re.search(r'^\d+ \d+ \S+ / / .* - overlay overlay \S*lowerdir=%s/%s/lower[,\s]'
-                     % (CONTAINERS, ps), r.out, re.M), r.out
+    assert re.search(r'^\d+ \d+ \S+ / / .* - overlay overlay \S*lowerdir=%s/%s/lower:%s/%s[,\s]'
+                     % (CONTAINERS, ps, OVERLAY, img), r.out, re.M), r.out   # row 13
     assert re.search(r'^\d+ \d+ \S+ / /proc .* - proc ', r.out, re.M), r.out
     merged = '%s/%s/merged' % (CONTAINERS, ps)
     assert merged in box.mounts() and merged + '/proc' not in box.mounts()

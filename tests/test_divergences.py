@@ -88,19 +88,74 @@ def test_copies_keep_modes_owners_and_setuid(box, busybox, tmp_path):
     assert r.out == '4755 1000\n1777 0\n'
 
 
-def test_lower_is_hard_links_to_the_image(box, busybox):
+def test_the_image_itself_is_the_lower_layer(box, busybox):
+    """Row 13: run copies nothing: the overlay's lower layers are the
+    container's own lower/ (only mount points) above the image directory."""
     img = box.init(busybox)
-    ps, _ = box.run_container(img, 'echo changed > /etc/hostname')
-    a = os.stat(box.path('%s/%s/bin/busybox' % (OVERLAY, img)))
-    b = os.stat(box.path('%s/%s/lower/bin/busybox' % (CONTAINERS, ps)))
-    assert (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
-    # the container's write went to upper; the image keeps its file
-    assert box.read('%s/%s/etc/hostname' % (OVERLAY, img)) == 'bocker-test\n'
-    # removing the image leaves the container's files: they are its own links
-    assert box.bocker('rm', img).code == 0
-    assert os.path.getsize(box.path('%s/%s/merged/bin/busybox' % (CONTAINERS, ps))) == a.st_size
+    ps, r = box.run_container(img, 'stat -c %i /bin/busybox; echo changed > /etc/hostname')
+    cdir, image = '%s/%s' % (CONTAINERS, ps), '%s/%s' % (OVERLAY, img)
+    found = [l for l in open('/proc/%d/mountinfo' % box.sb.holder.pid)
+             if l.split()[4] == cdir + '/merged']
+    assert len(found) == 1 and ' - overlay overlay ' in found[0], found
+    assert ',lowerdir=%s/lower:%s,upperdir=' % (cdir, image) in found[0], found
+    assert sorted(box.ls(cdir + '/lower')) == ['dev', 'sys']       # rows 38, 45
+    # the container sees the image's own inodes, not copies
+    a = os.stat(box.path(image + '/bin/busybox'))
+    assert r.out.split()[0] == str(a.st_ino) and a.st_nlink == 1, (r.out, a)
+    # its write went to upper; the image keeps its file
+    assert box.read(image + '/etc/hostname') == 'bocker-test\n'
+    assert box.read(cdir + '/upper/etc/hostname') == 'changed\n'
+    # commit makes a whole image of lower layers and upper
     assert box.bocker('commit', ps, 'img_4').code == 0
     assert box.read(OVERLAY + '/img_4/etc/hostname') == 'changed\n'
+    assert os.path.getsize(box.path(OVERLAY + '/img_4/bin/busybox')) == a.st_size
+    assert not box.exists(OVERLAY + '/img_4/dev')
+
+
+def test_overlay_layers_escaped_as_the_kernel_reads_them(box):
+    """Row 13's mount options: a ',', ':' or '\\' in a layer's path is escaped,
+    the kernel mounts the layers named, and rm reads them back from mountinfo."""
+    top = STORE + '/odd dir,with:colon\\and backslash'
+    layers = [top + '/lower', top + '/image']
+
+    def sh(script, *args):
+        return box._run(['sh', '-c', script, 'sh', *args])
+    sh('mkdir -p "$1"/lower "$1"/image "$1"/upper "$1"/work "$1"/merged && '
+       'echo image > "$1"/image/file', top)
+    opts = bocker.overlay_options(layers, top + '/upper', top + '/work')
+    r = sh('mount -t overlay overlay -o "$1" "$2"/merged', opts, top)
+    assert r.code == 0, r
+    try:
+        assert box.read(top + '/merged/file') == 'image\n'
+        found = [m for m in bocker.mountinfo(box.sb.holder.pid) if m[0] == top + '/merged']
+        assert len(found) == 1 and found[0][1] == 'overlay', found
+        assert bocker.overlay_layers(found[0][4]) == {
+            'lowerdir': layers, 'upperdir': [top + '/upper'], 'workdir': [top + '/work']}
+    finally:
+        sh('umount "$1"/merged && rm -rf "$1"', top)
+
+
+def test_rm_of_an_image_in_use_is_refused(box, busybox):
+    """Row 50: one line naming the containers, exit 1, nothing removed; once
+    they are removed, the image goes. A container that ended keeps its root
+    mounted (for commit and logs): it uses the image too."""
+    img = box.init(busybox)
+    ps1, _ = box.run_container(img, 'true')
+    ps2, _ = box.run_container(img, 'true')
+    first, second = sorted([ps1, ps2])
+    r = box.bocker('rm', img)
+    assert (r.out, r.err, r.code) == (
+        '', 'bocker.sh: image %s is in use by containers %s, %s: rm them first\n'
+        % (img, first, second), 1), r
+    assert box.images() == [img] and sorted(box.containers()) == [first, second]
+    assert box.bocker('rm', ps1).code == 0
+    r = box.bocker('rm', img)
+    assert (r.err, r.code) == ('bocker.sh: image %s is in use by container %s: rm it first\n'
+                               % (img, ps2), 1), r
+    assert box.bocker('logs', ps2).code == 0 and box.images() == [img]
+    assert box.bocker('rm', ps2).code == 0
+    assert box.bocker('rm', img).out == 'Removed: %s\n' % img
+    assert box.images() == []
 
 
 def fill(box, kind, keep):

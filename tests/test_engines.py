@@ -96,8 +96,7 @@ def listing(out):
 def expected(top):
     """The same view of an image in bocker's store, and its hard-link groups.
     A link count is the number of the image's names for the inode: what its
-    layer can carry (the store's own count also has links from elsewhere:
-    containers' lower layers hold hard links to their image's files)."""
+    layer can carry (the store's own count may also have links from elsewhere)."""
     out, inodes, names = {}, {}, {}
     for dirpath, dirs, files in os.walk(top):
         for n in dirs + files:
@@ -324,6 +323,5 @@ def test_bocker_pulls_what_an_engine_saved(ebox, engine, request, source, regist
     assert r.code == 0, r
     lines = r.out.splitlines()
     assert lines[:2] == ['data', 'top'], r
-    # (link counts: a container's lower holds hard links to the image's files)
     assert re.match(r'-rw-r--r-- +\d+ 1234 +5678 .* /srv/file$', lines[2]), r
     assert re.match(r'-rwsr-xr-x +\d+ 0 +0 .* /srv/suid$', lines[3]), r

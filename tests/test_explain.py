@@ -161,6 +161,14 @@ def test_explain_shows_what_the_container_itself_sees(box, busybox, tmp_path):
     assert '  cpu:/{0}  /sys/fs/cgroup/cpu/{0}: cpu.shares = 256'.format(ps) in kernel(b['container'])
     # the overlay's layers as mountinfo has them, and the copy-up of resolv.conf
     assert '  upperdir=%s/%s/upper' % (CONTAINERS, ps) in kernel(b['overlay'])
+    # row 13: the image itself is the bottom lower layer; merged shows its inodes
+    assert '  lowerdir=%s/%s/lower:%s/overlay/%s' % (CONTAINERS, ps, STORE, img) \
+        in kernel(b['overlay'])
+    same = [re.fullmatch(r'  merged(/\S+): inode (\d+); %s(/\S+): inode (\d+): the very file, '
+                         r'not a copy' % img, l) for l in kernel(b['overlay'])]
+    same = [m.groups() for m in same if m]
+    assert len(same) == 1 and same[0][0] == same[0][2] and same[0][1] == same[0][3], same
+    assert same[0][1] == str(os.stat(box.path('%s/overlay/%s%s' % (STORE, img, same[0][0]))).st_ino)
     assert "upper/etc/resolv.conf: 'nameserver 114.114.114.114'" in kernel(b['files'])
     assert 'veth0_%s: gone (if_nametoindex(3) knows no such link)' % ps in kernel(b['cleanup'])
 

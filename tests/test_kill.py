@@ -73,7 +73,7 @@ def test_init_killed_at_every_step(box, big, report):
 def test_rm_of_an_image_killed_at_every_step(box, busybox, report):
     steps = kill_at_every_step(box, lambda img: ['rm', img], prepare=lambda: box.init(busybox),
                                known=lambda img: [img])
-    assert steps == ['rm-renamed', 'rm-removed']
+    assert steps == ['rm-checked', 'rm-renamed', 'rm-removed']
     report('rm of an image killed at each of its %d steps' % len(steps), box)
 
 
@@ -121,7 +121,7 @@ def test_run_killed_at_every_step(box, busybox, report):
     steps = kill_at_every_step(
         box, lambda img: ['run', img, 'echo ran'], prepare=lambda: box.init(busybox),
         known=lambda img: [img] + box.containers(), whole=False)
-    assert steps == ['ip', 'ip', 'mount', 'cgcreate', 'cgset', 'cgexec', 'ip', 'ip'], steps
+    assert steps == ['ip', 'ip', 'mount', 'cgcreate', 'cgset', 'cgexec', 'ip'], steps
     report('run killed at each of its %d steps' % len(steps), box)
 
 
@@ -241,6 +241,49 @@ def test_rm_of_a_starting_container_leaves_no_process(box, busybox, report, k):
     left = remove_everything(box, [img, ps])
     assert not left, left
     report('rm of a container whose run is stopped at step %d' % k, box)
+
+
+def test_a_run_and_an_rm_of_its_image_never_race(box, busybox, report):
+    """Row 50: run holds its image (a shared flock) from its checks to its
+    mount, rm an exclusive one. A run stopped before its mount: the rm of its
+    image waits, then finds the image in use and refuses. An rm stopped
+    before it removes the image: a run of it waits, then finds it gone."""
+    img = box.init(busybox)
+    p = box.popen([BOCKER, 'run', img, 'echo ran'], env={HOOK: 'stop:1'},
+                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                  text=True)
+    stopped = wait_stopped(box)
+    rm = box.popen([BOCKER, 'rm', img], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                   text=True)
+    wait_blocked(rm)
+    assert rm.poll() is None               # it waits for the run's mount
+    os.kill(stopped, signal.SIGCONT)
+    out, err = p.communicate(timeout=60)
+    rm_out, rm_err = rm.communicate(timeout=60)
+    assert (out, p.returncode) == ('ran\n', 0), err
+    ps = box.containers()[0]
+    assert (rm_out, rm.returncode) == ('', 1), rm_err
+    assert rm_err == ('bocker.sh: %s is being mounted by a run: waiting for that to end\n'
+                      'bocker.sh: image %s is in use by container %s: rm it first\n'
+                      % (img, img, ps))
+    assert box.images() == [img]
+    assert box.bocker('rm', ps).code == 0
+    # the other way round: rm stopped holding the image, before it removes it
+    rm = box.popen([BOCKER, 'rm', img], env={HOOK: 'stop:1'}, stdout=subprocess.PIPE,
+                   stderr=subprocess.PIPE, text=True)
+    stopped = wait_stopped(box)
+    p = box.popen([BOCKER, 'run', img, 'echo ran'], stdin=subprocess.DEVNULL,
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_blocked(p)
+    assert p.poll() is None                # it waits for the rm
+    os.kill(stopped, signal.SIGCONT)
+    rm_out, rm_err = rm.communicate(timeout=60)
+    out, err = p.communicate(timeout=60)
+    assert (rm_out, rm.returncode) == ('Removed: %s\n' % img, 0), rm_err
+    assert (out, err, p.returncode) == ("No image named '%s' exists\n" % img, '', 1)
+    left = remove_everything(box)
+    assert not left, left
+    report('a run and an rm of its image, each stopped while it holds the image', box)
 
 
 def wait_stopped(box, timeout=30):

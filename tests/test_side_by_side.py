@@ -176,7 +176,7 @@ def test_terminal_view_of_one_function(reference):
         rows = {line[:98].strip(): line[101:].strip(' \u250a') for line in r.stdout.split('\n')}
         assert rows['ip link set dev veth0_"$uuid" up'] == "['link', 'set', 'dev', veth0, 'up'],"
         assert rows['ip netns del netns_"$uuid"'].startswith(
-            "delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del'")
+            "(lambda: netns_exists(uuid), ['netns', 'del'")
         assert 'function bocker_init' not in r.stdout
     r = side_by_side('nosuch')
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'run' in r.stderr

@@ -58,8 +58,8 @@ def test_rm(box, busybox):
     ps = [l.split()[0] for l in box.bocker('ps').out.splitlines() if cmd in l][0]
     assert box.bocker('images').out.count(img) == 1
     assert box.bocker('ps').out.count(cmd) == 1
+    box.bocker('rm', ps)           # its container first: row 51
     box.bocker('rm', img)
-    box.bocker('rm', ps)
     assert box.bocker('images').out.count(img) == 0
     assert box.bocker('ps').out.count(cmd) == 0
 
