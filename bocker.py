@@ -331,6 +331,7 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
             remove_tree('%s/%s' % (tmp, tar))
         # bash: for config in $(jq '.[].Config' --raw-output < /tmp/$tmp_uuid/manifest.json); do
         for config in jq.compile('.[].Config').input_text(manifest).all():
+            keep_config('%s/%s' % (tmp, config), rootfs, jq)   # beyond the bash: img.config
             # bash: rm -f /tmp/$tmp_uuid/$config
             remove_tree('%s/%s' % (tmp, config))
         # bash: echo "$1:$2" > /tmp/$tmp_uuid/img.source
@@ -500,6 +501,7 @@ def bocker_ps(*args):  #HELP List containers:\nBOCKER ps
 
 def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <command>
     flags, args = run_flags(args)              # beyond the bash: Docker's, before the image id
+    args = image_command(args)                 # beyond the bash: a pulled image's Entrypoint, Cmd
     need(args, 2, 'bocker_run')
     image = args[0]
     # bash: uuid="ps_$(shuf -i 42002-42254 -n 1)"
@@ -520,6 +522,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
         if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
             fail("image %s's /%s is not a directory: it cannot run a container"
                  % (image, mount_point))
+    flags = wiring(image, flags)               # beyond the bash: -e, -w, -v and the image's config
     # bash: : "${BOCKER_CPU_SHARE:=512}"; : "${BOCKER_MEM_LIMIT:=512}" (checked first here)
     # diverges (row 42): and a limit on the container's processes, as podman's 2048
     limits = {'cpu_share': number('CPU_SHARE'), 'mem_limit': number('MEM_LIMIT'),
@@ -865,6 +868,7 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
     if not re.fullmatch(r' *[0-9]+', cid):
         refuse("Container '%s' exists but is not running", uuid)
     explain('exec', uuid, cid)
+    plumbum_local().env[JOIN_VAR] = uuid       # join() reads its record: record_of_exec()
     # nsenter joins the namespaces of that process: -u uts, -i ipc, -n net,
     # -p pid (nsenter(1), setns(2)); join() then joins its mount namespace,
     # and with it the container's root.
@@ -1002,11 +1006,13 @@ def commands():
 # {flag: (the Container field it sets, how its value is read: None for a flag
 # that takes no value)}; docs/HACKING.md has the checklist for adding one.
 RUN_FLAGS = {}
+RUN_LISTS = set()                              # the fields of repeatable flags: a list each
 
 
 def run_flags(args):
     """The flags before run's image id: ({Container field: value}, the rest
-    of args). A flag given twice keeps the last; one that takes a value
+    of args). A flag given twice keeps the last, but one whose field is in
+    RUN_LISTS, which collects each value in a list; one that takes a value
     takes the next word."""
     fields, args = {}, list(args)
     while args and args[0] in RUN_FLAGS:
@@ -1016,6 +1022,8 @@ def run_flags(args):
             fields[field] = True
         elif not args:
             fail('run: %s needs a value' % flag)
+        elif field in RUN_LISTS:
+            fields.setdefault(field, []).append(parse(args.pop(0)))
         else:
             fields[field] = parse(args.pop(0))
     return fields, args
@@ -1091,8 +1099,10 @@ class Container:
     what run knew of it (the FIELDS), which run saves beside them in
     ps_N.state for the commands that come after it (save(), load()). A
     container the bash made has no state file: load() knows its paths only.
-    The state file is `key=value` lines, as os-release(5): `cat` reads it."""
-    FIELDS = ('image', 'cpu_share', 'mem_limit', 'pids_limit')
+    The state file is `key=value` lines, as os-release(5): `cat` reads it;
+    a list (LISTS) is one line, its value a JSON array (json(7))."""
+    FIELDS = ('image', 'cpu_share', 'mem_limit', 'pids_limit', 'env', 'workdir', 'volumes')
+    LISTS = ('env', 'volumes')
 
     def __init__(self, uuid, **fields):
         self.id = uuid
@@ -1120,6 +1130,9 @@ class Container:
         lines = ['# what bocker.py run knew of %s (its command: %s.cmd)' % (self.id, self.id)]
         for field in self.FIELDS:
             value = getattr(self, field)
+            if field in self.LISTS and value is not None:
+                import json
+                value = json.dumps(value)
             if value is not None:
                 lines.append('%s=%s' % (field, str(value).replace('\\', '\\\\').replace('\n', '\\n')))
         write(self.state, '\n'.join(lines))
@@ -1136,6 +1149,9 @@ class Container:
             key, eq, value = line.partition('=')
             if eq and key in cls.FIELDS:
                 fields[key] = '\\'.join(part.replace('\\n', '\n') for part in value.split('\\\\'))
+                if key in cls.LISTS:
+                    import json
+                    fields[key] = json.loads(fields[key])
         return cls(uuid, **fields)
 
 
@@ -1153,6 +1169,239 @@ class Undo:
     def all(self):
         for _name, step in reversed(self.steps):
             step()
+
+
+# --- Wiring a container to its host: -e, -w, -v, and a pulled image's config -------
+# Docker's run flags for what a learner does right after a first container:
+# its environment (-e KEY=VALUE, -e KEY), its working directory (-w DIR), a
+# directory of the host inside it (-v HOSTDIR:CTRDIR[:ro]); and what a pulled
+# image says of itself (its config's Env, WorkingDir, Entrypoint and Cmd),
+# which pull keeps beside the image as img.config (keep_config()). run checks
+# each against the image (wiring()) before anything is made, and saves the
+# result in the container's record (Container: env, workdir, volumes); enter()
+# and join() read it back there (record_of(), record_of_exec()).
+#
+# img.config is a file in the image's directory, as img.source is: `images`
+# (the bash's and ours) lists only img_N and img.source; the bash's run copies
+# it into the container's lower layer, where it shows as /img.config (as
+# /img.source does) and is ignored; a commit carries it into the new image, as
+# Docker's commit keeps the config; init of a directory that holds one keeps it.
+
+MS_PRIVATE = 1 << 18                           # mount(2): propagation, see bind_volumes()
+JOIN_VAR = 'BOCKER_JOIN'                       # exec tells join() its container (bocker_exec)
+NOT_VOLUMES = ('proc', 'sys')                  # the kernel's, read-only or masked (enter())
+
+
+def env_flag(word):
+    """-e KEY=VALUE, or -e KEY: KEY's value in the caller's environment,
+    none when it has none (as Docker's run)."""
+    key, eq, value = word.partition('=')
+    if not key:
+        fail("run: -e '%s': no variable name before '='" % q(word))
+    if eq:
+        return word
+    return '%s=%s' % (key, os.environ[key]) if key in os.environ else None
+
+
+def workdir_flag(word):
+    """-w DIR: absolute, as Docker wants it (checked against the image in
+    wiring())."""
+    if not word.startswith('/'):
+        fail("run: -w '%s': the working directory must be an absolute path" % q(word))
+    return word
+
+
+def volume_flag(word):
+    """-v HOSTDIR:CTRDIR[:ro|:rw]: [HOSTDIR resolved on the host, CTRDIR, mode].
+    HOSTDIR must be an existing directory given by its absolute path (a
+    relative one is a named volume to Docker: bocker has none)."""
+    parts = word.split(':')
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ('ro', 'rw')):
+        fail("run: -v '%s': use HOSTDIR:CTRDIR or HOSTDIR:CTRDIR:ro" % q(word))
+    host, target = parts[0], parts[1]
+    if not host.startswith('/'):
+        fail("run: -v '%s': HOSTDIR must be an absolute path" % q(word))
+    if not os.path.isdir(host):
+        fail("run: -v '%s': no directory named '%s' exists" % (q(word), q(host)))
+    if not target.startswith('/'):
+        fail("run: -v '%s': CTRDIR must be an absolute path" % q(word))
+    return [os.path.realpath(host), target, parts[2] if len(parts) == 3 else 'rw']
+
+
+RUN_FLAGS.update({'-e': ('env', env_flag), '--env': ('env', env_flag),
+                  '-w': ('workdir', workdir_flag), '--workdir': ('workdir', workdir_flag),
+                  '-v': ('volumes', volume_flag), '--volume': ('volumes', volume_flag)})
+RUN_LISTS.update(('env', 'volumes'))
+
+
+def keep_config(path, rootfs, jq):
+    """pull: the image config's own settings (its `config` object: Env,
+    WorkingDir, Entrypoint, Cmd, User, ...) kept as the image's img.config, a
+    JSON object, before the bash removes the config file."""
+    import json
+    with open(path) as f:
+        kept = jq.compile('.config // {} | objects').input_text(f.read()).all()
+    if kept and kept[0]:
+        write(rootfs + '/img.config', json.dumps(kept[0], indent=1, sort_keys=True))
+
+
+def image_config(image):
+    """An image's img.config (keep_config()) as a dict: {} where it has none
+    (init's and the bash's images)."""
+    import json
+    if not well_formed(image):
+        return {}
+    try:
+        config = json.loads(read('%s/%s/img.config' % (overlay_path, image)))
+    except FileNotFoundError:
+        return {}
+    except ValueError as e:
+        fail("image %s's img.config is not JSON: %s" % (image, e))
+    lists = ('Env', 'Entrypoint', 'Cmd')
+    if not isinstance(config, dict) or not all(
+            isinstance(config.get(k) or [], list) and all(isinstance(w, str) for w in config.get(k) or [])
+            for k in lists) or not isinstance(config.get('WorkingDir') or '', str):
+        fail("image %s's img.config: Env, Entrypoint and Cmd must be lists of strings" % image)
+    return config
+
+
+def image_command(args):
+    """run's IMAGE and command words, as Docker makes them from a pulled image's
+    Entrypoint and Cmd: `run IMG` alone runs Entrypoint + Cmd; `run IMG WORDS`
+    runs Entrypoint WORDS. The bash's command is a shell line (`/bin/sh -c
+    "$cmd"`), so the image's words are quoted into one (shlex.join). An image
+    without them (init's, commit's of one, the bash's) is left as it is:
+    `run IMG` alone is then a usage line, as before."""
+    if not args:
+        return args
+    config = image_config(args[0])
+    entry, words = config.get('Entrypoint') or [], list(args[1:])
+    if not words:
+        words = config.get('Cmd') or []
+        if not entry + words:
+            return args
+        import shlex
+        return [args[0], shlex.join(entry + words)]
+    if not entry:
+        return args
+    import shlex
+    return [args[0], shlex.join(entry), *words]
+
+
+def wiring(image, flags):
+    """run's flags checked against the image, before anything is made: env,
+    the image's Env then each -e (a later one wins, as in Docker); workdir,
+    -w or else the image's WorkingDir; volumes, each CTRDIR resolved inside
+    the image (inside()). A bad one is one line, and nothing is made."""
+    config, root = image_config(image), '%s/%s' % (overlay_path, image)
+    wired = dict(flags)
+    env = list(config.get('Env') or []) + [e for e in flags.get('env', ()) if e is not None]
+    wired.pop('env', None)
+    if env:
+        wired['env'] = env
+    workdir = flags.get('workdir') or config.get('WorkingDir')
+    if workdir:
+        wired['workdir'] = within(root, '/' + workdir.lstrip('/'), '-w')
+    volumes = []
+    for host, target, mode in flags.get('volumes', ()):
+        where = within(root, target, '-v')
+        if where == '/' or where.split('/')[1] in NOT_VOLUMES:
+            fail("run: -v '%s:%s': CTRDIR may not be / nor lie in /proc or /sys" % (q(host), q(target)))
+        if where in [v[1] for v in volumes]:
+            fail("run: -v: two volumes at '%s'" % q(where))
+        volumes.append([host, where, mode])
+    if volumes:
+        wired['volumes'] = volumes
+    return wired
+
+
+def within(root, path, flag):
+    """inside(), a refusal as one line: `run: FLAG PATH: why`."""
+    try:
+        return inside(root, path)
+    except ValueError as e:
+        fail("run: %s '%s': %s" % (flag, q(path), e))
+
+
+def inside(root, name):
+    """NAME in the tree at ROOT, as the container will see it: each symlink
+    followed inside ROOT (an absolute one from ROOT, as after pivot_root),
+    every part a directory or not there yet. A `..`, of NAME or of a link,
+    that climbs above ROOT is refused (ValueError), as is a part that is not
+    a directory. The path as the container names it: /a/b."""
+    todo = [p for p in name.split('/') if p not in ('', '.')]
+    done, hops = [], 0
+    while todo:
+        part = todo.pop(0)
+        if part == '..':
+            if not done:
+                raise ValueError('climbs out of the root')
+            done.pop()
+            continue
+        here = os.path.join(root, *done, part)
+        if os.path.islink(here):
+            hops += 1
+            if hops > 40:                      # as the kernel's ELOOP
+                raise ValueError('too many levels of symbolic links')
+            target = os.readlink(here)
+            if target.startswith('/'):
+                done = []
+            todo = [p for p in target.split('/') if p not in ('', '.')] + todo
+            continue
+        if os.path.lexists(here) and not os.path.isdir(here):
+            raise ValueError("'/%s' is not a directory" % '/'.join(done + [part]))
+        done.append(part)
+    return '/' + '/'.join(done)
+
+
+def record_of(root):
+    """enter()'s container: the one whose merged is ROOT (run's enter_argv()),
+    with what run saved of it; a bare record where it saved nothing."""
+    uuid = os.path.basename(os.path.dirname(root))
+    if well_formed(uuid) and Container(uuid).merged == root:
+        return Container.load(uuid)
+    return Container(uuid)
+
+
+def record_of_exec():
+    """join()'s container, named by exec in JOIN_VAR (exec's argv stays the
+    bash's shape: `nsenter ... __join__ PID CMD`)."""
+    uuid = os.environ.pop(JOIN_VAR, '')
+    return Container.load(uuid) if well_formed(uuid) and uuid.startswith('ps_') else Container(uuid)
+
+
+def bind_volumes(root, volumes, mount):
+    """-v: each HOSTDIR bind-mounted (mount(2) MS_BIND) at CTRDIR in the
+    container's root, in its mount namespace: the host never sees it, and
+    what the container writes there goes to HOSTDIR, not to upper (so never
+    into a commit). Private propagation (mount_namespaces(7)): no mount made
+    on either side shows on the other. Then remounted nosuid, nodev and, with
+    :ro, read-only: a bind mount takes those flags only on a remount. After
+    /proc's masks, before pivot_root: the host's directories are still in
+    reach. CTRDIR is made when missing (in upper, as Docker makes it in the
+    container's layer)."""
+    for host, target, mode in volumes or ():
+        try:
+            path = root + inside(root, target)
+        except ValueError as e:
+            raise OSError(1, str(e), target)
+        os.makedirs(path, 0o755, exist_ok=True)
+        mount(host.encode(), path, None, MS_BIND)
+        mount(None, path, None, MS_PRIVATE)
+        mount(None, path, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV
+              | (MS_RDONLY if mode == 'ro' else 0))
+
+
+def work_dir(workdir, make):
+    """-w (or the image's WorkingDir): the command's working directory, after
+    pivot_root, so the path (and any link in it) resolves in the container's
+    root. run makes it when missing, as Docker does; exec (make=False) goes
+    there as Docker's exec does."""
+    if not workdir:
+        return
+    if make:
+        os.makedirs(workdir, 0o755, exist_ok=True)
+    os.chdir(workdir)
 
 
 # --- Copying trees: init, run's lower layer and commit copy an image -------------
@@ -2123,6 +2372,7 @@ def enter(root, *argv):
     mount namespace, which unshare made private: none of them shows on the
     host."""
     libc, seccomp = c_libraries()              # first: the host's files are still in reach
+    c = record_of(root)                        # so is its state file: -e, -w, -v
     default_signals()
     own_session(libc)
     mount = mounter(libc)
@@ -2132,10 +2382,12 @@ def enter(root, *argv):
     make_sys(root + '/sys', mount, libc)
     allow_ping(root + '/proc')                 # through the new /proc: the container's netns
     confine_proc(root, mount)                  # after /dev: the masks are its /dev/null
+    bind_volumes(root, c.volumes, mount)       # -v: the host's directories, before they go
     pivot_into(root, libc)                     # last of the mounts: the host's root goes
+    work_dir(c.workdir, make=True)             # -w: inside the container's root, as root
     drop_capabilities(libc)                    # after the mounts, which need CAP_SYS_ADMIN
     seccomp_load(seccomp)                      # last: it refuses the calls above
-    return exec_command(argv, container_env())
+    return exec_command(argv, container_env(c))
 
 
 def own_session(libc):
@@ -2211,12 +2463,14 @@ def join(pid, *argv):
     CLONE_NEWNS also makes that namespace's root, the container's, its root
     and working directory."""
     libc, seccomp = c_libraries()
+    c = record_of_exec()                       # from the host: its -e and -w
     default_signals()
     own_session(libc)
     join_namespaces(pid, libc)
+    work_dir(c.workdir, make=False)            # as Docker's exec: the container's -w
     drop_capabilities(libc)
     seccomp_load(seccomp)
-    return exec_command(argv, container_env())
+    return exec_command(argv, container_env(c))
 
 
 def join_namespaces(pid, libc):
@@ -2271,13 +2525,17 @@ def exec_command(argv, env):
     return 126 if error.errno == 13 else 127
 
 
-def container_env():
+def container_env(c=None):
     """PATH, HOSTNAME (the container's, uname(2) in its uts namespace), HOME,
-    and TERM when the caller has one. diverges (row 40): the bash passed the
+    and TERM when the caller has one; then container c's env (the image's
+    Env, then -e: run's wiring()). diverges (row 40): the bash passed the
     caller's whole environment on, secrets and all."""
     env = {'PATH': CONTAINER_PATH, 'HOSTNAME': os.uname().nodename, 'HOME': '/root'}
     if os.environ.get('TERM'):
         env['TERM'] = os.environ['TERM']
+    for entry in (c.env if c else None) or ():  # beyond the bash: KEY=VALUE each
+        key, _, value = entry.partition('=')
+        env[key] = value
     return env
 
 
