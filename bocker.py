@@ -331,7 +331,8 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
             remove_tree('%s/%s' % (tmp, tar))
         # bash: for config in $(jq '.[].Config' --raw-output < /tmp/$tmp_uuid/manifest.json); do
         for config in jq.compile('.[].Config').input_text(manifest).all():
-            keep_config('%s/%s' % (tmp, config), rootfs, jq)   # beyond the bash: img.config
+            # diverges (row 50): the image's config kept first, as the image's img.config
+            keep_config('%s/%s' % (tmp, config), rootfs, jq)
             # bash: rm -f /tmp/$tmp_uuid/$config
             remove_tree('%s/%s' % (tmp, config))
         # bash: echo "$1:$2" > /tmp/$tmp_uuid/img.source
@@ -1271,7 +1272,8 @@ def image_command(args):
     runs Entrypoint WORDS. The bash's command is a shell line (`/bin/sh -c
     "$cmd"`), so the image's words are quoted into one (shlex.join). An image
     without them (init's, commit's of one, the bash's) is left as it is:
-    `run IMG` alone is then a usage line, as before."""
+    `run IMG` alone is then a usage line, as before. diverges (row 50): the
+    bash dropped the image's config."""
     if not args:
         return args
     config = image_config(args[0])

@@ -4,6 +4,7 @@ pushed by the tests (tests/registry.py). Needs root and docker-registry;
 the comparison with the reference needs BOCKER_REFERENCE."""
 import ctypes
 import hashlib
+import json
 import os
 import queue
 import shlex
@@ -258,7 +259,8 @@ def test_missing_tag_gives_usage(box):
 def test_same_tree_as_the_reference(box, reg, reference, busybox):
     """The reference's pull (with compat/ on PATH) and ours give the same image
     tree, but for the divergences: the reference leaves manifest.json and each
-    layer's VERSION and json in the image (DIVERGENCES row 26)."""
+    layer's VERSION and json in the image (DIVERGENCES row 26); ours keeps
+    the image's config as img.config (row 50)."""
     layers = [registry.busybox_layer(compress=True),
               registry.make_layer({'etc/motd': 'hello\n', 'usr/share/x/': None,
                                    'usr/share/x/y': ('y\n', 0o600)}, compress=True)]
@@ -270,6 +272,7 @@ def test_same_tree_as_the_reference(box, reg, reference, busybox):
     assert ours.code == theirs.code == 0 and theirs.out.startswith('Created: img_')
     a = tree(box.path('%s/%s' % (OVERLAY, ours.out.split()[1])))
     b = tree(box.path('%s/%s' % (OVERLAY, theirs.out.split()[1])))
+    assert a.pop('img.config')[0] == 'f'      # ours keeps the image's config (row 50)
     junk = {'manifest.json'}
     for rel in list(b):
         top = rel.split('/')[0]
@@ -315,3 +318,32 @@ def test_pull_killed_at_every_step(box, reg):
         assert download is None or not box.exists(download), (step, download)
     assert steps == ['download-frozen-image-v2', 'pull-unpacked', 'pull-unpacked',
                      'pull-downloads-removed', 'image-source', 'image-proc', 'image-claimed']
+
+
+def test_pulled_image_runs_its_own_config(box, reg):
+    """pull keeps the image config's Env, WorkingDir, Entrypoint and Cmd as
+    img.config (images lists the image as before); run applies Env and
+    WorkingDir (-e, -w win), `run IMG` alone runs Entrypoint + Cmd, and
+    `run IMG WORDS` runs Entrypoint WORDS, as Docker does."""
+    layers = [registry.busybox_layer(compress=True),
+              registry.make_layer({'opt/app/': None, 'opt/app/greet': (
+                  '#!/bin/sh\necho "$GREETING from $(pwd):" "$@"\n', 0o755)})]
+    config = registry.image_config(layers)
+    config['config'].update({
+        'Env': ['PATH=/opt/app:/usr/bin:/bin', 'GREETING=hello'], 'WorkingDir': '/srv/work',
+        'Entrypoint': ['greet'], 'Cmd': ['the image', "it's"]})
+    reg.push('configured', 'v1', layers, config=config)
+    r = pull(box, reg, 'configured', 'v1')
+    assert r.code == 0, r
+    img = r.out.split()[1]
+    assert box.bocker('images').out == 'IMAGE_ID\t\tSOURCE\n%s\t\tconfigured:v1\n' % img
+    kept = json.loads(box.read('%s/%s/img.config' % (OVERLAY, img)))
+    assert {k: kept[k] for k in ('Env', 'WorkingDir', 'Entrypoint', 'Cmd')} == \
+        {k: config['config'][k] for k in ('Env', 'WorkingDir', 'Entrypoint', 'Cmd')}
+    ps, r = box.run_container(img)
+    assert (r.out, r.code) == ("hello from /srv/work: the image it's\n", 0), r
+    assert box.bocker('ps').out.endswith("%s\t\tgreet 'the image' 'it'\"'\"'s'\n" % ps)
+    _, r = box.run_container(img, 'one', 'two')
+    assert r.out == 'hello from /srv/work: one two\n', r
+    _, r = box.run_container('-e', 'GREETING=hi', '-w', '/tmp', img, 'x')
+    assert r.out == 'hi from /tmp: x\n', r
