@@ -412,6 +412,7 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
     stop(uuid)
     explain('rm-stop', uuid)
     checkpoint('rm-stopped')
+    unpublish(uuid, Container.load(uuid).ports if os.path.isdir(cdir) else True)   # beyond the bash: -p
     # bash: umount "$container_path/$1"/merged && rm -rf "$container_path/$1" && ip netns del netns_"$1" && ip link del dev veth0_"$1" && echo "Removed: $1"
     # diverges (row 3): each part is removed only if it is still there (run already
     # deleted the netns and veth), so Removed: is printed.
@@ -542,6 +543,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     try:
         setup(c, cmd, undo)
         explain('cgroups', uuid)
+        publish(c, undo)                       # beyond the bash: -p, once it has its address
     except (Exit, OSError, KeyboardInterrupt):
         undo.all()                             # diverges (row 22): nothing half-made is left
         raise
@@ -549,6 +551,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     try:
         code = execute(c, cmd, signals)
     finally:
+        unpublish(uuid, c.ports)               # beyond the bash: -p's rules go first
         # bash: ip link del dev veth0_"$uuid"
         delete(lambda: link_exists(c.veth0), 'ip', 'link', 'del', 'dev', c.veth0)
         # bash: ip netns del netns_"$uuid"
@@ -1102,8 +1105,8 @@ class Container:
     container the bash made has no state file: load() knows its paths only.
     The state file is `key=value` lines, as os-release(5): `cat` reads it;
     a list (LISTS) is one line, its value a JSON array (json(7))."""
-    FIELDS = ('image', 'cpu_share', 'mem_limit', 'pids_limit', 'env', 'workdir', 'volumes')
-    LISTS = ('env', 'volumes')
+    FIELDS = ('image', 'cpu_share', 'mem_limit', 'pids_limit', 'env', 'workdir', 'volumes', 'ports')
+    LISTS = ('env', 'volumes', 'ports')
 
     def __init__(self, uuid, **fields):
         self.id = uuid
@@ -1314,6 +1317,8 @@ def wiring(image, flags):
         volumes.append([host, where, mode])
     if volumes:
         wired['volumes'] = volumes
+    if flags.get('ports'):                     # first here, before anything is made
+        ports_free(flags['ports'])             # then again by publish(), under its lock
     return wired
 
 
@@ -1404,6 +1409,142 @@ def work_dir(workdir, make):
     if make:
         os.makedirs(workdir, 0o755, exist_ok=True)
     os.chdir(workdir)
+
+
+# --- Published ports: -p, netfilter DNAT in chains of bocker's own ---------------
+# -p HOSTPORT:CTRPORT[/tcp|/udp] makes the container's port reachable at the
+# host's: a DNAT rule (iptables-extensions(8): DNAT) in the nat table rewrites
+# the destination of a new connection to a local address's HOSTPORT into the
+# container's 172.18.0.N:CTRPORT; conntrack(8) rewrites the rest of the
+# connection and its replies. The rules live in chains of bocker's own, so
+# `iptables -t nat -L BOCKER -v -n` shows them with their packet counters, and
+# removing them touches nothing else:
+#   nat BOCKER              one DNAT per published port, tagged with its ps_N
+#                           (-m comment), reached from PREROUTING (packets from
+#                           outside and from containers) and OUTPUT (the host's
+#                           own), each for local destinations only (addrtype)
+#   nat BOCKER-POSTROUTING  MASQUERADE of what the two cases below send to br1
+#   raw BOCKER              the guard route_localnet needs (below)
+# Two cases need more than DNAT:
+# - 127.0.0.1: a packet from 127.0.0.1 may not leave by br1 (the kernel drops
+#   it as a martian) unless br1 has route_localnet=1 (ip-sysctl docs); it
+#   then leaves masqueraded as 172.18.0.1, so the reply comes back. Chosen over
+#   a userland forwarder (Docker's docker-proxy): no process to run, to crash
+#   or to leak, and every step is a rule a learner can read with its counter.
+#   route_localnet also lets a neighbour on br1 send to 127.0.0.1 (the hole
+#   CVE-2020-8558 showed in kube-proxy): raw BOCKER drops any packet for
+#   127.0.0.0/8 that arrives on br1, as Kubernetes' fix does.
+# - hairpin: a container reaching a published port at 172.18.0.1 or another
+#   of the host's addresses is DNATed back onto br1; it leaves masqueraded
+#   (conntrack --ctstate DNAT), else the server would answer the client
+#   directly, from an address the client never called. This one is forwarded,
+#   so it needs net.ipv4.ip_forward=1, as compat/host-setup makes it.
+# Rules go when the run ends, when rm takes the container (also one a kill
+# left), and all of them with `compat/host-setup --undo`; a rule whose
+# container is gone is swept by the next -p. `iptables` is whichever backend
+# the host has (nft or legacy), as compat/host-setup calls it.
+
+PORT_CHAINS = (('nat', 'BOCKER', 'PREROUTING', ['-m', 'addrtype', '--dst-type', 'LOCAL']),
+               ('nat', 'BOCKER', 'OUTPUT', ['-m', 'addrtype', '--dst-type', 'LOCAL']),
+               ('nat', 'BOCKER-POSTROUTING', 'POSTROUTING', []),
+               ('raw', 'BOCKER', 'PREROUTING', []))
+PORT_RULES = (('nat', 'BOCKER-POSTROUTING', ['-o', 'br1', '-s', '127.0.0.0/8', '-j', 'MASQUERADE']),
+              ('nat', 'BOCKER-POSTROUTING', ['-o', 'br1', '-s', '172.18.0.0/24', '-m', 'conntrack',
+                                             '--ctstate', 'DNAT', '-j', 'MASQUERADE']),
+              ('raw', 'BOCKER', ['-i', 'br1', '-d', '127.0.0.0/8', '-j', 'DROP']))
+
+
+def port_flag(word):
+    """-p HOSTPORT:CTRPORT[/tcp|/udp]: [HOSTPORT, CTRPORT, protocol]."""
+    ports, _, proto = word.partition('/')
+    parts = ports.split(':')
+    if len(parts) != 2 or proto not in ('', 'tcp', 'udp') or not all(
+            p.isascii() and p.isdigit() and 0 < int(p) < 65536 for p in parts):
+        fail("run: -p '%s': use HOSTPORT:CTRPORT or HOSTPORT:CTRPORT/udp (ports 1-65535)" % q(word))
+    return [int(parts[0]), int(parts[1]), proto or 'tcp']
+
+
+RUN_FLAGS.update({'-p': ('ports', port_flag), '--publish': ('ports', port_flag)})
+RUN_LISTS.add('ports')
+
+
+def iptables(*args, check=True):
+    """`iptables ARGS` (-w: wait for the xtables lock): (status, output)."""
+    code, out, err = command(['iptables', '-w', *args]).run(retcode=None)
+    if code and check:
+        sys.stderr.write(err)
+        raise Exit(code)
+    return code, out
+
+
+def published(table='nat', chain='BOCKER'):
+    """The rules of bocker's chain as `iptables -S` prints them (word lists),
+    [] where there is no such chain."""
+    code, out = iptables('-t', table, '-S', chain, check=False)
+    return [line.split() for line in out.splitlines() if line.startswith('-A ')] if code == 0 else []
+
+
+def port_chains():
+    """bocker's chains and their hooks, each made once (`-C`: is it there?),
+    and br1's route_localnet (sysctl(8)); the first -p on a host makes them."""
+    for table, chain, hook, match in PORT_CHAINS:
+        if iptables('-t', table, '-S', chain, check=False)[0]:
+            iptables('-t', table, '-N', chain)
+        if iptables('-t', table, '-C', hook, *match, '-j', chain, check=False)[0]:
+            iptables('-t', table, '-A', hook, *match, '-j', chain)
+    for table, chain, rule in PORT_RULES:
+        if iptables('-t', table, '-C', chain, *rule, check=False)[0]:
+            iptables('-t', table, '-A', chain, *rule)
+    run('sysctl', '-q', '-w', 'net.ipv4.conf.br1.route_localnet=1')
+
+
+def publish(c, undo):
+    """-p: a DNAT rule per port in nat BOCKER, tagged with the container's id
+    (under a lock on the store, so two runs never publish one port). A port
+    another container has published is refused; a rule whose container is
+    gone is removed first."""
+    if not c.ports:
+        return
+    fd = lock(container_path)
+    try:
+        port_chains()
+        ports_free(c.ports, sweep=True)
+        undo.push('unpublish ' + c.id, lambda: unpublish(c.id, c.ports))
+        for host, ctr, proto in c.ports:
+            iptables('-t', 'nat', '-A', 'BOCKER', '-p', proto, '--dport', str(host),
+                     '-m', 'comment', '--comment', c.id,
+                     '-j', 'DNAT', '--to-destination', '172.18.0.%s:%d' % (address(c.id)[0], ctr))
+    finally:
+        os.close(fd)
+
+
+def ports_free(ports, sweep=False):
+    """Refuse (one line) a host port given twice, or one that a rule of
+    nat BOCKER publishes for a container that is still there; sweep: remove
+    the rules of containers that are gone."""
+    if len({(h, p) for h, _c, p in ports}) < len(ports):
+        fail('run: -p: a host port given twice')
+    for rule in published():
+        owner = rule[rule.index('--comment') + 1] if '--comment' in rule else None
+        if owner and well_formed(owner) and not os.path.isdir(Container(owner).dir):
+            if sweep:
+                iptables('-t', 'nat', '-D', *rule[1:])
+            continue
+        for host, _ctr, proto in ports:
+            if '--dport' in rule and rule[rule.index('--dport') + 1] == str(host) \
+                    and rule[rule.index('-p') + 1] == proto:
+                fail('run: -p %d/%s: that port is already published by %s' % (host, proto, owner))
+
+
+def unpublish(uuid, ports):
+    """Container uuid's DNAT rules out of nat BOCKER: when it had -p (ports),
+    or when its record is gone (ports=True: rm of what a kill left)."""
+    import shutil
+    if not ports or not shutil.which('iptables'):
+        return
+    for rule in published():
+        if '--comment' in rule and rule[rule.index('--comment') + 1] == uuid:
+            iptables('-t', 'nat', '-D', *rule[1:], check=False)
 
 
 # --- Copying trees: init, run's lower layer and commit copy an image -------------

@@ -83,7 +83,7 @@ def test_volumes_rw_and_ro(box, busybox, tmp_path):
     assert box.leftovers() == {}
 
 
-@pytest.mark.parametrize('args, says', [
+BAD_FLAGS = [
     (['-v', 'www:/www'], 'HOSTDIR must be an absolute path'),
     (['-v', '/nonexistent-i29:/www'], "no directory named '/nonexistent-i29'"),
     (['-v', '{tmp}'], 'use HOSTDIR:CTRDIR'),
@@ -99,14 +99,114 @@ def test_volumes_rw_and_ro(box, busybox, tmp_path):
     (['-w', '/../..'], 'climbs out of the root'),
     (['-w', '/bin/busybox'], 'is not a directory'),
     (['-e', '=x'], "no variable name before '='"),
-])
-def test_bad_flags_say_one_line_and_make_nothing(box, busybox, tmp_path, args, says):
+    (['-p', '8080'], 'use HOSTPORT:CTRPORT'),
+    (['-p', '0:80'], 'use HOSTPORT:CTRPORT'),
+    (['-p', '8080:80/sctp'], 'use HOSTPORT:CTRPORT'),
+    (['-p', '8080:70000'], 'use HOSTPORT:CTRPORT'),
+    (['-p', '8080:80', '-p', '8080:81'], 'a host port given twice'),
+]
+
+
+def test_bad_flags_say_one_line_and_make_nothing(box, busybox, tmp_path):
+    """Each bad flag: one line on stderr, exit 1, no container, mount, link
+    or cgroup made (one sandbox for them all)."""
     src = tmp_path / 'img'
     subprocess.run(['cp', '-a', busybox, str(src)], check=True)
     os.symlink('../..', str(src / 'up'))
     img = box.init(str(src))
     before = box.mounts()
-    r = box.bocker('run', *[a.replace('{tmp}', str(tmp_path)) for a in args], img, 'true')
-    assert r.code == 1 and r.out == '' and len(r.err.splitlines()) == 1, r
-    assert says in r.err, r.err
-    assert box.containers() == [] and box.leftovers() == {} and box.mounts() == before
+    for args, says in BAD_FLAGS:
+        r = box.bocker('run', *[a.replace('{tmp}', str(tmp_path)) for a in args], img, 'true')
+        assert r.code == 1 and r.out == '' and len(r.err.splitlines()) == 1, (args, r)
+        assert says in r.err, (args, r.err)
+        assert box.containers() == [] and box.leftovers() == {} and box.mounts() == before, args
+
+
+# --- -p ----------------------------------------------------------------------------
+
+CURL = "curl -sS --noproxy '*' -m 5 http://%s/"
+ASK = 'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 5 %s | tail -n 1'
+
+
+def backend_env(backend, tmp_path):
+    """PATH with `iptables` pointing at the backend, as Debian's alternatives
+    would (the legacy one with a lock file of the test's own, not /run's)."""
+    if backend == 'nft':
+        return {}
+    shims = tmp_path / 'legacy'
+    shims.mkdir()
+    for name in ('iptables', 'iptables-save'):
+        os.symlink('/usr/sbin/%s' % name.replace('iptables', 'iptables-legacy'), shims / name)
+    return {'PATH': '%s:%s' % (shims, os.environ['PATH']),
+            'XTABLES_LOCKFILE': str(tmp_path / 'xtables.lock')}
+
+
+def nat(box, env):
+    """nat BOCKER's rules, with their packet counters (-v -x)."""
+    r = box.sh('iptables -w -t nat -L BOCKER -n -v -x', env=env)
+    return [line.split() for line in r.out.splitlines()[2:]] if r.code == 0 else None
+
+
+@pytest.mark.parametrize('backend', ['nft', 'legacy'])
+def test_published_port_serves_a_host_directory(box, busybox, tmp_path, backend):
+    """The issue's own example: a host directory served read-only by busybox
+    httpd in the container, reached at 127.0.0.1, the bridge's 172.18.0.1 and
+    another of the host's addresses, and from a second container (hairpin:
+    forwarded, as on a host compat/host-setup prepared). A second -p of the
+    port is refused in one line; rm leaves no rule, mount or listener."""
+    env = backend_env(backend, tmp_path)
+    www = tmp_path / 'www'
+    www.mkdir()
+    (www / 'index.html').write_text('the host directory\n')
+    img = box.init(busybox)
+    assert box.sh('sysctl -qw net.ipv4.ip_forward=1 && ip addr add 10.99.0.1/32 dev lo').code == 0
+    p = box.popen([BOCKER, 'run', '-p', '8080:80', '-v', '%s:/www:ro' % www, '-e', 'MODE=demo',
+                   '-w', '/www', img, 'touch /tmp/ready; echo $MODE; exec httpd -f -p 80'],
+                  env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    ps = box.wait_ready()
+    n = str(int(ps[-3:]))
+    for where in ('127.0.0.1:8080', '172.18.0.1:8080', '10.99.0.1:8080'):
+        r = box.sh(CURL % where)
+        assert (r.out, r.code) == ('the host directory\n', 0), (where, r)
+    for where in ('172.18.0.1 8080', '10.99.0.1 8080'):
+        _, r = box.run_container(img, ASK % where, env=env)
+        assert r.out == 'the host directory\n', (where, r)
+    (rule,) = nat(box, env)
+    assert rule[2:3] == ['DNAT'] and 'to:172.18.0.%s:80' % n in rule and '/* %s */' % ps in ' '.join(rule)
+    assert int(rule[0]) >= 5                   # one new connection each: counted once
+    before = box.containers()
+    r = box.bocker('run', '-p', '8080:81', img, 'true', env=env)
+    assert (r.out, r.code) == ('', 1) and r.err.endswith(
+        'run: -p 8080/tcp: that port is already published by %s\n' % ps), r
+    assert box.containers() == before
+    assert box.bocker('rm', ps, env=env).code == 0
+    p.wait(timeout=30)
+    assert p.stdout.read().decode().startswith('demo\n')
+    assert nat(box, env) == [] and box.sh(CURL % '127.0.0.1:8080').code != 0
+    assert [c for c in box.containers() if c != ps] and not [
+        m for m in box.mounts() if m.endswith('/www')]
+
+
+def test_rules_a_killed_run_left_go_with_rm_and_with_host_setup_undo(box, busybox):
+    """run killed (SIGKILL: no cleanup of its own): its rule stays until rm
+    takes the container; again, and `compat/host-setup --undo` takes every
+    chain of bocker's, with br1's route_localnet."""
+    img = box.init(busybox)
+    for cleanup in ('rm', 'undo'):
+        p = box.popen([BOCKER, 'run', '-p', '9090:80/udp', img, READY],
+                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        ps = box.wait_ready()
+        assert box.sh('kill -9 %d' % p.pid).code == 0 or p.poll() is not None
+        p.wait(timeout=30)
+        rules = box.sh('iptables -w -t nat -S BOCKER').out
+        assert '--comment %s' % ps in rules and '-p udp' in rules, rules
+        if cleanup == 'rm':
+            assert box.bocker('rm', ps).code == 0
+            assert box.sh('iptables -w -t nat -S BOCKER').out == '-N BOCKER\n'
+            continue
+        r = box.sh('%s --undo' % os.path.join(os.path.dirname(BOCKER), 'compat', 'host-setup'))
+        assert r.code == 0 and 'removed bocker' in r.out, r
+        for table, chain in (('nat', 'BOCKER'), ('nat', 'BOCKER-POSTROUTING'), ('raw', 'BOCKER')):
+            assert box.sh('iptables -w -t %s -S %s' % (table, chain)).code != 0
+        assert box.sh('cat /proc/sys/net/ipv4/conf/br1/route_localnet').out == '0\n'
+        assert box.bocker('rm', ps).code == 0
