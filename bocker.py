@@ -1547,6 +1547,49 @@ def unpublish(uuid, ports):
             iptables('-t', 'nat', '-D', *rule[1:], check=False)
 
 
+# --- What -e, -w, -v and -p left in the kernel: readers for --EXPLAIN --------------
+# Plain functions, not yet steps of --EXPLAIN (whose registry is being rewritten):
+# each returns the lines of a block's `kernel` field, read back from the kernel.
+
+def explain_wiring(uuid):
+    """A running container's -v mounts as its own mountinfo shows them (proc(5):
+    its mount namespace, read through its pid 1), with their flags and
+    propagation (no shared:N: private), and its -e and -w as its record has them."""
+    c, pid = Container.load(uuid), container_pid(uuid)
+    out = ['env %s, working directory %s' % (' '.join(c.env or []) or '(none added)',
+                                            c.workdir or '/')]
+    if not pid:
+        return out + ['not running: no mount namespace to read']
+    mine = {m[0]: m for m in mountinfo(pid.strip())}
+    for host, target, _mode in c.volumes or ():
+        m = mine.get(target)
+        if m is None:
+            out.append('%s: not a mount point in %s' % (target, uuid))
+            continue
+        with open('/proc/%s/mountinfo' % pid.strip()) as f:
+            tags = [line.split(' - ')[0].split()[6:] for line in f
+                    if line.split()[4] == target][-1]
+        out.append('%s: bind of %s (%s, %s), propagation %s, from /proc/%s/mountinfo' % (
+            target, host, m[5], m[3], ' '.join(tags) or 'private', pid.strip()))
+    return out
+
+
+def explain_ports(uuid):
+    """A container's -p rules in nat BOCKER with their packet counters (each
+    new connection counts one: the nat table sees only its first packet), and
+    br1's route_localnet."""
+    code, out = iptables('-t', 'nat', '-L', 'BOCKER', '-n', '-v', '-x', check=False)
+    rules = [' '.join(line.split()) for line in out.splitlines()[2:] if '/* %s */' % uuid in line]
+    try:
+        with open('/proc/sys/net/ipv4/conf/br1/route_localnet') as f:
+            localnet = f.read().strip()
+    except OSError:
+        localnet = '?'
+    return (['iptables -t nat -L BOCKER -n -v -x (pkts bytes target prot opt in out source '
+             'destination):'] + ['  ' + r for r in rules or ['(no rule for %s)' % uuid]] +
+            ['br1 route_localnet=%s (1: 127.0.0.1 may be DNATed out of br1)' % localnet])
+
+
 # --- Copying trees: init, run's lower layer and commit copy an image -------------
 
 class NewEntry:
