@@ -1105,8 +1105,9 @@ class Container:
     container the bash made has no state file: load() knows its paths only.
     The state file is `key=value` lines, as os-release(5): `cat` reads it;
     a list (LISTS) is one line, its value a JSON array (json(7))."""
-    FIELDS = ('image', 'cpu_share', 'mem_limit', 'pids_limit', 'env', 'workdir', 'volumes', 'ports')
-    LISTS = ('env', 'volumes', 'ports')
+    FIELDS = ('image', 'cpu_share', 'mem_limit', 'pids_limit', 'env', 'workdir', 'volumes', 'ports',
+              'user')
+    LISTS = ('env', 'volumes', 'ports', 'user')
 
     def __init__(self, uuid, **fields):
         self.id = uuid
@@ -1300,7 +1301,11 @@ def wiring(image, flags):
     the image (inside()). A bad one is one line, and nothing is made."""
     config, root = image_config(image), '%s/%s' % (overlay_path, image)
     wired = dict(flags)
-    env = list(config.get('Env') or []) + [e for e in flags.get('env', ()) if e is not None]
+    user, home = image_user(root, config.get('User') or '', image)
+    if user:
+        wired['user'] = user
+    env = (['HOME=' + home] if home else []) + list(config.get('Env') or []) + \
+        [e for e in flags.get('env', ()) if e is not None]
     wired.pop('env', None)
     if env:
         wired['env'] = env
@@ -1320,6 +1325,62 @@ def wiring(image, flags):
     if flags.get('ports'):                     # first here, before anything is made
         ports_free(flags['ports'])             # then again by publish(), under its lock
     return wired
+
+
+def image_user(root, spec, image):
+    """A pulled image's User (USER, USER:GROUP, UID or UID:GID) as Docker reads
+    it: names looked up in the image's /etc/passwd and /etc/group (passwd(5),
+    group(5)); a numeric one needs no entry. ([uid, gid, [supplementary gids]],
+    the user's home or None); ([], None) for root or none. A name the image
+    does not have is one line, and nothing is made."""
+    if spec in ('', 'root', '0', '0:0', 'root:root'):
+        return [], None
+    name, _, group = spec.partition(':')
+
+    def table(path):
+        try:
+            text = read(inside_file(root, path))
+        except (OSError, ValueError):
+            return []
+        return [line.split(':') for line in text.split('\n') if line.count(':') >= 2]
+    passwd, groups = table('/etc/passwd'), table('/etc/group')
+    entry = [e for e in passwd if len(e) >= 6 and (e[0] == name or e[2] == name)][:1]
+    if entry:
+        uid, gid, home, login = int(entry[0][2]), int(entry[0][3]), entry[0][5], entry[0][0]
+    elif name.isascii() and name.isdigit():
+        uid, gid, home, login = int(name), int(name) if not group else 0, None, None
+    else:
+        fail("image %s's User '%s': no such user in its /etc/passwd" % (image, q(spec)))
+    if group:
+        found = [g for g in groups if g[0] == group or g[2] == group][:1]
+        if found:
+            gid = int(found[0][2])
+        elif group.isascii() and group.isdigit():
+            gid = int(group)
+        else:
+            fail("image %s's User '%s': no such group in its /etc/group" % (image, q(spec)))
+    extra = sorted({int(g[2]) for g in groups if len(g) >= 4 and login and
+                    login in g[3].split(',') and g[2].isdigit()} - {gid})
+    return [uid, gid, extra], home
+
+
+def inside_file(root, path):
+    """The host path of file PATH of the image at ROOT, its directories
+    resolved inside it (inside()), the file itself not followed by read()."""
+    return root + inside(root, os.path.dirname(path)) + '/' + os.path.basename(path)
+
+
+def become_user(user):
+    """The image's User: supplementary groups, group, then user (setgroups(2),
+    setresgid(2), setresuid(2)), so the command runs as that user; leaving
+    uid 0 clears the capabilities left (capabilities(7)). After the steps
+    that need root (the mounts, -w's mkdir), before the seccomp filter."""
+    if not user:
+        return
+    uid, gid, extra = user
+    os.setgroups(extra)
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
 
 
 def within(root, path, flag):
@@ -2572,6 +2633,7 @@ def enter(root, *argv):
     pivot_into(root, libc)                     # last of the mounts: the host's root goes
     work_dir(c.workdir, make=True)             # -w: inside the container's root, as root
     drop_capabilities(libc)                    # after the mounts, which need CAP_SYS_ADMIN
+    become_user(c.user)                        # the image's User: after what needs root
     seccomp_load(seccomp)                      # last: it refuses the calls above
     return exec_command(argv, container_env(c))
 
@@ -2655,6 +2717,7 @@ def join(pid, *argv):
     join_namespaces(pid, libc)
     work_dir(c.workdir, make=False)            # as Docker's exec: the container's -w
     drop_capabilities(libc)
+    become_user(c.user)                        # as Docker's exec: the image's User
     seccomp_load(seccomp)
     return exec_command(argv, container_env(c))
 

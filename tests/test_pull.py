@@ -8,12 +8,13 @@ import json
 import os
 import queue
 import shlex
+import subprocess
 import threading
 
 import pytest
 
 import registry
-from conftest import OVERLAY, ROOT
+from conftest import BOCKER, OVERLAY, READY, ROOT
 
 # Each test that uses a sandbox runs in both flavours (tests/sandbox.py): a
 # fresh sysfs, and the host's /sys as in a plain `unshare --net --mount` shell.
@@ -347,3 +348,33 @@ def test_pulled_image_runs_its_own_config(box, reg):
     assert r.out == 'hello from /srv/work: one two\n', r
     _, r = box.run_container('-e', 'GREETING=hi', '-w', '/tmp', img, 'x')
     assert r.out == 'hi from /tmp: x\n', r
+
+
+def test_pulled_image_runs_as_its_user(box, reg):
+    """The image config's User, by name (the image's /etc/passwd and /etc/group:
+    its groups, its home) or by number, for run and exec, as Docker runs it;
+    a name the image lacks is one line, and no container is made."""
+    layers = [registry.busybox_layer(compress=True), registry.make_layer({
+        'etc/passwd': 'root:x:0:0:root:/root:/bin/sh\napp:x:1234:2345::/home/app:/bin/sh\n',
+        'etc/group': 'root:x:0:\napp:x:2345:\nextra:x:3456:app,other\n'})]
+    for tag, user in (('named', 'app'), ('numeric', '4321:8765'), ('missing', 'nobody')):
+        config = registry.image_config(layers)
+        config['config']['User'] = user
+        reg.push('users', tag, layers, config=config)
+    imgs = {tag: pull(box, reg, 'users', tag).out.split()[1] for tag in ('named', 'numeric', 'missing')}
+    show = 'id -u; id -g; id -G; echo $HOME'
+    p = box.popen([BOCKER, 'run', imgs['named'], '%s; %s' % (show, READY)],
+                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    ps = box.wait_ready()
+    r = box.bocker('exec', ps, 'sh', '-c', show)
+    assert r.out == '1234\n2345\n2345 3456\n/home/app\n', r
+    assert box.bocker('rm', ps).code == 0
+    p.wait(timeout=30)
+    assert p.stdout.read().decode() == '1234\n2345\n2345 3456\n/home/app\n'
+    _, r = box.run_container(imgs['numeric'], show)
+    assert r.out == '4321\n8765\n8765\n/root\n', r
+    before = box.containers()
+    r = box.bocker('run', imgs['missing'], 'true')
+    assert (r.code, r.out) == (1, '') and r.err.endswith(
+        "image %s's User 'nobody': no such user in its /etc/passwd\n" % imgs['missing']), r
+    assert box.containers() == before
