@@ -2,11 +2,15 @@
 a pulled image's own config (tests/test_pull.py pulls one). Driven through
 bocker.sh inside a sandbox. Needs root."""
 import os
+import shutil
 import subprocess
+import tempfile
 
 import pytest
 
-from conftest import BOCKER, CONTAINERS, OVERLAY, READY
+from conftest import BOCKER, CONTAINERS, OVERLAY, READY, Box
+from engines import Podman, podman_run
+from sandbox import Sandbox
 
 pytestmark = pytest.mark.flavours
 
@@ -210,3 +214,40 @@ def test_rules_a_killed_run_left_go_with_rm_and_with_host_setup_undo(box, busybo
             assert box.sh('iptables -w -t %s -S %s' % (table, chain)).code != 0
         assert box.sh('cat /proc/sys/net/ipv4/conf/br1/route_localnet').out == '0\n'
         assert box.bocker('rm', ps).code == 0
+
+
+# --- the same flags under podman -------------------------------------------------
+
+def test_env_workdir_and_volumes_as_podman_gives_them(busybox, tmp_path):
+    """One scenario, bocker and podman (tests/engines.py, the image exported
+    to it): -e KEY=VALUE and -e KEY, -w, a :ro volume read but not written,
+    the environment a command sees. (A -w that is missing bocker makes, as
+    Docker does; podman 4 refuses it: not compared.)"""
+    # an engines sandbox of its own (as tests/test_export_image.py's podman)
+    www = tmp_path / 'www'
+    www.mkdir()
+    (www / 'index.html').write_text('the host directory\n')
+    script = ('echo $MODE $FROMCALLER; pwd; cat /www/index.html; '
+              'touch /www/x 2>/dev/null || echo read-only; '
+              'env | cut -d= -f1 | grep -vx container | sort | tr "\\n" " "')   # podman's own
+    flags = ['-e', 'MODE=demo', '-e', 'FROMCALLER', '-e', 'UNSET', '-w', '/etc',
+             '-v', '%s:/www:ro' % www]
+    runroot = tempfile.mkdtemp(prefix='bocker-podman-')
+    try:
+        with Sandbox(engines=True) as sb:
+            box = Box(sb)
+            img = box.init(busybox)
+            podman = Podman(box, tmp_path / 'podman', runroot)
+            r = podman(os.path.join(os.path.dirname(BOCKER), 'compat', 'export-image'), img,
+                       script='"$1" "$2" demo:v1 | $P load')
+            assert r.code == 0, r
+            env = {'FROMCALLER': 'passed', 'TERM': 'dumb'}
+            _, ours = box.run_container(*flags, img, script, env=env)
+            theirs = box._run(podman.argv + [*podman_run(), *flags,
+                                             'demo:v1', 'sh', '-c', script],
+                              env=dict(podman.env, **env))
+            assert theirs.code == 0, theirs
+            assert ours.out == theirs.out, (ours, theirs)
+            assert ours.out.startswith('demo passed\n/etc\nthe host directory\nread-only\n')
+    finally:
+        shutil.rmtree(runroot)
