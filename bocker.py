@@ -1509,10 +1509,12 @@ PORT_CHAINS = (('nat', 'BOCKER', 'PREROUTING', ['-m', 'addrtype', '--dst-type', 
                ('nat', 'BOCKER', 'OUTPUT', ['-m', 'addrtype', '--dst-type', 'LOCAL']),
                ('nat', 'BOCKER-POSTROUTING', 'POSTROUTING', []),
                ('raw', 'BOCKER', 'PREROUTING', []))
-PORT_RULES = (('nat', 'BOCKER-POSTROUTING', ['-o', 'br1', '-s', '127.0.0.0/8', '-j', 'MASQUERADE']),
-              ('nat', 'BOCKER-POSTROUTING', ['-o', 'br1', '-s', '172.18.0.0/24', '-m', 'conntrack',
+# (each as `iptables -S` prints it back, so one listing per table finds them)
+PORT_RULES = (('nat', 'BOCKER-POSTROUTING', ['-s', '127.0.0.0/8', '-o', 'br1', '-j', 'MASQUERADE']),
+              ('nat', 'BOCKER-POSTROUTING', ['-s', '172.18.0.0/24', '-o', 'br1', '-m', 'conntrack',
                                              '--ctstate', 'DNAT', '-j', 'MASQUERADE']),
-              ('raw', 'BOCKER', ['-i', 'br1', '-d', '127.0.0.0/8', '-j', 'DROP']))
+              ('raw', 'BOCKER', ['-d', '127.0.0.0/8', '-i', 'br1', '-j', 'DROP']))
+ROUTE_LOCALNET = '/proc/sys/net/ipv4/conf/br1/route_localnet'
 
 
 def port_flag(word):
@@ -1546,17 +1548,30 @@ def published(table='nat', chain='BOCKER'):
 
 
 def port_chains():
-    """bocker's chains and their hooks, each made once (`-C`: is it there?),
-    and br1's route_localnet (sysctl(8)); the first -p on a host makes them."""
-    for table, chain, hook, match in PORT_CHAINS:
-        if iptables('-t', table, '-S', chain, check=False)[0]:
-            iptables('-t', table, '-N', chain)
-        if iptables('-t', table, '-C', hook, *match, '-j', chain, check=False)[0]:
-            iptables('-t', table, '-A', hook, *match, '-j', chain)
-    for table, chain, rule in PORT_RULES:
-        if iptables('-t', table, '-C', chain, *rule, check=False)[0]:
-            iptables('-t', table, '-A', chain, *rule)
-    run('sysctl', '-q', '-w', 'net.ipv4.conf.br1.route_localnet=1')
+    """bocker's chains, their hooks and rules, made once, all in one
+    `iptables-restore --noflush` (iptables-restore(8): one transaction, so a
+    kill leaves all of them or none); what is there already, found by one
+    `iptables -S` per table, is left alone (a rule printed otherwise than
+    here is asked for with -C). Then br1's route_localnet (sysctl(8)). The
+    first -p on a host makes them; they stay for the next."""
+    script = []
+    for table in ('nat', 'raw'):
+        have = set(iptables('-t', table, '-S')[1].splitlines())
+        new = sorted({chain for t, chain, _h, _m in PORT_CHAINS if t == table
+                      if '-N ' + chain not in have})
+        rules = [['-A', hook, *match, '-j', chain] for t, chain, hook, match in PORT_CHAINS if t == table]
+        rules += [['-A', chain, *rule] for t, chain, rule in PORT_RULES if t == table]
+        missing = [words for words in rules if ' '.join(words) not in have and (
+            {words[1], words[-1]} & set(new) or
+            iptables('-t', table, '-C', *words[1:], check=False)[0])]
+        if new or missing:
+            script += ['*' + table] + [':%s - [0:0]' % chain for chain in new] + \
+                [' '.join(words) for words in missing] + ['COMMIT']
+    if script:
+        run('iptables-restore', '-w', '--noflush', stdin='\n'.join(script) + '\n')
+    with open(ROUTE_LOCALNET) as f:
+        if f.read().strip() != '1':
+            run('sysctl', '-q', '-w', 'net.ipv4.conf.br1.route_localnet=1')
 
 
 def publish(c, undo):

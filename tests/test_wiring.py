@@ -12,7 +12,9 @@ from conftest import BOCKER, CONTAINERS, OVERLAY, READY, Box
 from engines import Podman, podman_run
 from sandbox import Sandbox
 
-pytestmark = pytest.mark.flavours
+HOST_SETUP = os.path.join(os.path.dirname(BOCKER), 'compat', 'host-setup')
+
+FLAVOURS = pytest.mark.flavours                # both sandbox flavours (tests/sandbox.py)
 
 
 def state(box, ps):
@@ -21,6 +23,7 @@ def state(box, ps):
 
 # --- -e and -w ---------------------------------------------------------------------
 
+@FLAVOURS
 def test_env_and_workdir_reach_run_and_exec(box, busybox):
     """-e KEY=VALUE, -e KEY (the caller's value; none when unset, as Docker),
     a later -e winning; -w made when missing, in the container's own layer.
@@ -52,6 +55,7 @@ def test_without_flags_nothing_changes(box, busybox):
 
 # --- -v ----------------------------------------------------------------------------
 
+@FLAVOURS
 def test_volumes_rw_and_ro(box, busybox, tmp_path):
     """A bind mount of the host's directory, private, nosuid and nodev; :ro
     read-only, and the container cannot remount it (no CAP_SYS_ADMIN).
@@ -111,6 +115,7 @@ BAD_FLAGS = [
 ]
 
 
+@FLAVOURS
 def test_bad_flags_say_one_line_and_make_nothing(box, busybox, tmp_path):
     """Each bad flag: one line on stderr, exit 1, no container, mount, link
     or cgroup made (one sandbox for them all)."""
@@ -139,7 +144,7 @@ def backend_env(backend, tmp_path):
         return {}
     shims = tmp_path / 'legacy'
     shims.mkdir()
-    for name in ('iptables', 'iptables-save'):
+    for name in ('iptables', 'iptables-save', 'iptables-restore'):
         os.symlink('/usr/sbin/%s' % name.replace('iptables', 'iptables-legacy'), shims / name)
     return {'PATH': '%s:%s' % (shims, os.environ['PATH']),
             'XTABLES_LOCKFILE': str(tmp_path / 'xtables.lock')}
@@ -151,6 +156,7 @@ def nat(box, env):
     return [line.split() for line in r.out.splitlines()[2:]] if r.code == 0 else None
 
 
+@FLAVOURS
 @pytest.mark.parametrize('backend', ['nft', 'legacy'])
 def test_published_port_serves_a_host_directory(box, busybox, tmp_path, backend):
     """The issue's own example: a host directory served read-only by busybox
@@ -208,7 +214,7 @@ def test_rules_a_killed_run_left_go_with_rm_and_with_host_setup_undo(box, busybo
             assert box.bocker('rm', ps).code == 0
             assert box.sh('iptables -w -t nat -S BOCKER').out == '-N BOCKER\n'
             continue
-        r = box.sh('%s --undo' % os.path.join(os.path.dirname(BOCKER), 'compat', 'host-setup'))
+        r = box.sh(HOST_SETUP + ' --undo')
         assert r.code == 0 and 'removed bocker' in r.out, r
         for table, chain in (('nat', 'BOCKER'), ('nat', 'BOCKER-POSTROUTING'), ('raw', 'BOCKER')):
             assert box.sh('iptables -w -t %s -S %s' % (table, chain)).code != 0
@@ -251,3 +257,29 @@ def test_env_workdir_and_volumes_as_podman_gives_them(busybox, tmp_path):
             assert ours.out.startswith('demo passed\n/etc\nthe host directory\nread-only\n')
     finally:
         shutil.rmtree(runroot)
+
+
+def test_run_with_every_flag_killed_at_every_step(box, busybox, tmp_path):
+    """run -p -v -e -w killed (tests/test_kill.py's hook) before each system
+    command it runs, also while it makes and removes its rules: the next
+    rm leaves no container, mount, link, cgroup, nor any rule of it."""
+    from test_kill import kill_at_every_step
+    www = tmp_path / 'www'
+    www.mkdir()
+
+    def prepare():
+        # after the previous kill and remove_everything()'s rm: no rule of it;
+        # then no chain either (host-setup --undo), so each run takes the same steps
+        rules = box.sh('iptables -w -t nat -S BOCKER').out
+        assert '--comment' not in rules, rules
+        assert box.sh(HOST_SETUP + ' --undo').code == 0
+        return box.init(busybox)
+    steps = kill_at_every_step(
+        box, lambda img: ['run', '-p', '8080:80', '-v', '%s:/www:ro' % www, '-e', 'A=1', '-w', '/w',
+                          img, 'echo ran'],
+        prepare=prepare, known=lambda img: [img] + box.containers(), whole=False)
+    assert ' '.join(steps) == ' '.join(
+        ['iptables', 'ip', 'ip', 'mount', 'cgcreate', 'cgset', 'iptables', 'iptables',
+         'iptables-restore', 'sysctl', 'iptables', 'iptables', 'cgexec', 'iptables', 'iptables',
+         'ip', 'ip'])
+    assert box.sh('iptables -w -t nat -S BOCKER').out == '-N BOCKER\n'
