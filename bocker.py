@@ -1193,6 +1193,7 @@ class Undo:
 # Docker's commit keeps the config; init of a directory that holds one keeps it.
 
 MS_PRIVATE = 1 << 18                           # mount(2): propagation, see bind_volumes()
+MS_ATIMES = 1024 | 2048 | 4096                 # mount(2): MS_NOATIME, MS_NODIRATIME, MS_RELATIME
 JOIN_VAR = 'BOCKER_JOIN'                       # exec tells join() its container (bocker_exec)
 NOT_VOLUMES = ('proc', 'sys')                  # the kernel's, read-only or masked (enter())
 
@@ -1456,7 +1457,10 @@ def bind_volumes(root, volumes, mount):
         os.makedirs(path, 0o755, exist_ok=True)
         mount(host.encode(), path, None, MS_BIND)
         mount(None, path, None, MS_PRIVATE)
-        mount(None, path, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV
+        # the host mount's own flags kept (statvfs(3)'s ST_* are mount(2)'s
+        # MS_*): a remount clears every flag it is not given, noexec too
+        kept = os.statvfs(path).f_flag & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_ATIMES)
+        mount(None, path, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept
               | (MS_RDONLY if mode == 'ro' else 0))
 
 

@@ -91,6 +91,18 @@ def test_volumes_rw_and_ro(box, busybox, tmp_path):
     assert box.leftovers() == {}
 
 
+def test_a_volume_keeps_its_host_mounts_flags(box, busybox, tmp_path):
+    """The remount that makes a volume nosuid, nodev (and ro) keeps what the
+    host's mount had: a noexec directory stays noexec in the container."""
+    nx = tmp_path / 'nx'
+    nx.mkdir()
+    assert box.sh('mount -t tmpfs -o noexec nx %s && cp %s/bin/busybox %s/' % (nx, busybox, nx)).code == 0
+    img = box.init(busybox)
+    _, r = box.run_container('-v', '%s:/nx' % nx, img,
+                             '/nx/busybox true 2>/dev/null && echo ran || echo refused')
+    assert r.out == 'refused\n', r
+
+
 BAD_FLAGS = [
     (['-v', 'www:/www'], 'HOSTDIR must be an absolute path'),
     (['-v', '/nonexistent-i29:/www'], "no directory named '/nonexistent-i29'"),
