@@ -26,6 +26,8 @@
 #   The dispatcher
 # and the machinery they need not follow:
 #   A container's record
+#   Wiring a container to its host
+#   Published ports
 #   Copying trees
 #   Unpacking image layers
 #   Surviving a kill
@@ -350,6 +352,8 @@ def bocker_pull(*args):  #HELP Pull an image from Docker Hub:\nBOCKER pull <name
             remove_tree('%s/%s' % (tmp, tar))
         # bash: for config in $(jq '.[].Config' --raw-output < /tmp/$tmp_uuid/manifest.json); do
         for config in jq.compile('.[].Config').input_text(manifest).all():
+            # diverges (row 52): the image's config kept first, as the image's img.config
+            keep_config('%s/%s' % (tmp, config), rootfs, jq)
             # bash: rm -f /tmp/$tmp_uuid/$config
             remove_tree('%s/%s' % (tmp, config))
         # bash: echo "$1:$2" > /tmp/$tmp_uuid/img.source
@@ -438,6 +442,7 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
     stop(uuid)
     explain('rm-stop', uuid)
     checkpoint('rm-stopped')
+    unpublish(uuid, Container.load(uuid).ports if os.path.isdir(cdir) else True)   # beyond the bash: -p
     # bash: umount "$container_path/$1"/merged && rm -rf "$container_path/$1" && ip netns del netns_"$1" && ip link del dev veth0_"$1" && echo "Removed: $1"
     # diverges (row 3): each part is removed only if it is still there (run already
     # deleted the netns and veth), so Removed: is printed.
@@ -528,6 +533,7 @@ def bocker_ps(*args):  #HELP List containers:\nBOCKER ps
 
 def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <command>
     flags, args = run_flags(args)              # beyond the bash: Docker's, before the image id
+    args = image_command(args)                 # beyond the bash: a pulled image's Entrypoint, Cmd
     need(args, 2, 'bocker_run')
     image = args[0]
     # bash: uuid="ps_$(shuf -i 42002-42254 -n 1)"
@@ -549,6 +555,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
         if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
             fail("image %s's /%s is not a directory: it cannot run a container"
                  % (image, mount_point))
+    flags = wiring(image, flags)               # beyond the bash: -e, -w, -v and the image's config
     # bash: : "${BOCKER_CPU_SHARE:=512}"; : "${BOCKER_MEM_LIMIT:=512}" (checked first here)
     # diverges (row 42): and a limit on the container's processes, as podman's 2048
     limits = {'cpu_share': number('CPU_SHARE'), 'mem_limit': number('MEM_LIMIT'),
@@ -567,6 +574,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     try:
         setup(c, cmd, undo)
         explain('cgroups', uuid)
+        publish(c, undo)                       # beyond the bash: -p, once it has its address
     except (Exit, OSError, KeyboardInterrupt):
         undo.all()                             # diverges (row 22): nothing half-made is left
         raise
@@ -574,6 +582,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     try:
         code = execute(c, cmd, signals)
     finally:
+        unpublish(uuid, c.ports)               # beyond the bash: -p's rules go first
         delete_batch([
             # bash: ip link del dev veth0_"$uuid"
             (lambda: link_exists(c.veth0), ['link', 'del', 'dev', c.veth0]),
@@ -915,6 +924,7 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
         refuse("Container '%s' exists but is not running", uuid)
     explain('exec-found', uuid, cid)
     explain('exec-nsenter', uuid, cid)
+    plumbum_local().env[JOIN_VAR] = uuid       # join() reads its record: record_of_exec()
     # nsenter joins the namespaces of that process: -u uts, -i ipc, -n net,
     # -p pid (nsenter(1), setns(2)); join() then joins its mount namespace,
     # and with it the container's root.
@@ -1052,11 +1062,13 @@ def commands():
 # {flag: (the Container field it sets, how its value is read: None for a flag
 # that takes no value)}; docs/HACKING.md has the checklist for adding one.
 RUN_FLAGS = {}
+RUN_LISTS = set()                              # the fields of repeatable flags: a list each
 
 
 def run_flags(args):
     """The flags before run's image id: ({Container field: value}, the rest
-    of args). A flag given twice keeps the last; one that takes a value
+    of args). A flag given twice keeps the last, but one whose field is in
+    RUN_LISTS, which collects each value in a list; one that takes a value
     takes the next word."""
     fields, args = {}, list(args)
     while args and args[0] in RUN_FLAGS:
@@ -1066,6 +1078,8 @@ def run_flags(args):
             fields[field] = True
         elif not args:
             fail('run: %s needs a value' % flag)
+        elif field in RUN_LISTS:
+            fields.setdefault(field, []).append(parse(args.pop(0)))
         else:
             fields[field] = parse(args.pop(0))
     return fields, args
@@ -1141,8 +1155,11 @@ class Container:
     what run knew of it (the FIELDS), which run saves beside them in
     ps_N.state for the commands that come after it (save(), load()). A
     container the bash made has no state file: load() knows its paths only.
-    The state file is `key=value` lines, as os-release(5): `cat` reads it."""
-    FIELDS = ('image', 'cpu_share', 'mem_limit', 'pids_limit')
+    The state file is `key=value` lines, as os-release(5): `cat` reads it;
+    a list (LISTS) is one line, its value a JSON array (json(7))."""
+    FIELDS = ('image', 'cpu_share', 'mem_limit', 'pids_limit', 'env', 'workdir', 'volumes', 'ports',
+              'user')
+    LISTS = ('env', 'volumes', 'ports', 'user')
 
     def __init__(self, uuid, **fields):
         self.id = uuid
@@ -1153,10 +1170,10 @@ class Container:
     def path(self, name):
         return '%s/%s' % (self.dir, name)
 
-    lower = property(lambda self: self.path('lower'))     # the image's files
+    lower = property(lambda self: self.path('lower'))     # its own layer above the image
     upper = property(lambda self: self.path('upper'))     # what the container wrote
     work = property(lambda self: self.path('work'))       # overlayfs's scratch space
-    merged = property(lambda self: self.path('merged'))   # the two as one: its root
+    merged = property(lambda self: self.path('merged'))   # the layers as one: its root
     cmd_file = property(lambda self: self.path(self.id + '.cmd'))
     log = property(lambda self: self.path(self.id + '.log'))
     state = property(lambda self: self.path(self.id + '.state'))
@@ -1170,6 +1187,9 @@ class Container:
         lines = ['# what bocker.py run knew of %s (its command: %s.cmd)' % (self.id, self.id)]
         for field in self.FIELDS:
             value = getattr(self, field)
+            if field in self.LISTS and value is not None:
+                import json
+                value = json.dumps(value)
             if value is not None:
                 lines.append('%s=%s' % (field, str(value).replace('\\', '\\\\').replace('\n', '\\n')))
         write(self.state, '\n'.join(lines))
@@ -1186,6 +1206,9 @@ class Container:
             key, eq, value = line.partition('=')
             if eq and key in cls.FIELDS:
                 fields[key] = '\\'.join(part.replace('\\n', '\n') for part in value.split('\\\\'))
+                if key in cls.LISTS:
+                    import json
+                    fields[key] = json.loads(fields[key])
         return cls(uuid, **fields)
 
 
@@ -1203,6 +1226,457 @@ class Undo:
     def all(self):
         for _name, step in reversed(self.steps):
             step()
+
+
+# --- Wiring a container to its host: -e, -w, -v, and a pulled image's config -------
+# Docker's run flags for what a learner does right after a first container:
+# its environment (-e KEY=VALUE, -e KEY), its working directory (-w DIR), a
+# directory of the host inside it (-v HOSTDIR:CTRDIR[:ro]); and what a pulled
+# image says of itself (its config's Env, WorkingDir, Entrypoint and Cmd),
+# which pull keeps beside the image as img.config (keep_config()). run checks
+# each against the image (wiring()) before anything is made, and saves the
+# result in the container's record (Container: env, workdir, volumes); enter()
+# and join() read it back there (record_of(), record_of_exec()).
+#
+# img.config is a file in the image's directory, as img.source is: `images`
+# (the bash's and ours) lists only img_N and img.source; the bash's run copies
+# it into the container's lower layer, where it shows as /img.config (as
+# /img.source does) and is ignored; a commit carries it into the new image, as
+# Docker's commit keeps the config; init of a directory that holds one keeps it.
+
+MS_PRIVATE = 1 << 18                           # mount(2): propagation, see bind_volumes()
+MS_ATIMES = 1024 | 2048 | 4096                 # mount(2): MS_NOATIME, MS_NODIRATIME, MS_RELATIME
+JOIN_VAR = 'BOCKER_JOIN'                       # exec tells join() its container (bocker_exec)
+NOT_VOLUMES = ('proc', 'sys')                  # the kernel's, read-only or masked (enter())
+
+
+def env_flag(word):
+    """-e KEY=VALUE, or -e KEY: KEY's value in the caller's environment,
+    none when it has none (as Docker's run)."""
+    key, eq, value = word.partition('=')
+    if not key:
+        fail("run: -e '%s': no variable name before '='" % q(word))
+    if eq:
+        return word
+    return '%s=%s' % (key, os.environ[key]) if key in os.environ else None
+
+
+def workdir_flag(word):
+    """-w DIR: absolute, as Docker wants it (checked against the image in
+    wiring())."""
+    if not word.startswith('/'):
+        fail("run: -w '%s': the working directory must be an absolute path" % q(word))
+    return word
+
+
+def volume_flag(word):
+    """-v HOSTDIR:CTRDIR[:ro|:rw]: [HOSTDIR resolved on the host, CTRDIR, mode].
+    HOSTDIR must be an existing directory given by its absolute path (a
+    relative one is a named volume to Docker: bocker has none)."""
+    parts = word.split(':')
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ('ro', 'rw')):
+        fail("run: -v '%s': use HOSTDIR:CTRDIR or HOSTDIR:CTRDIR:ro" % q(word))
+    host, target = parts[0], parts[1]
+    if not host.startswith('/'):
+        fail("run: -v '%s': HOSTDIR must be an absolute path" % q(word))
+    if not os.path.isdir(host):
+        fail("run: -v '%s': no directory named '%s' exists" % (q(word), q(host)))
+    if not target.startswith('/'):
+        fail("run: -v '%s': CTRDIR must be an absolute path" % q(word))
+    return [os.path.realpath(host), target, parts[2] if len(parts) == 3 else 'rw']
+
+
+RUN_FLAGS.update({'-e': ('env', env_flag), '--env': ('env', env_flag),
+                  '-w': ('workdir', workdir_flag), '--workdir': ('workdir', workdir_flag),
+                  '-v': ('volumes', volume_flag), '--volume': ('volumes', volume_flag)})
+RUN_LISTS.update(('env', 'volumes'))
+
+
+def keep_config(path, rootfs, jq):
+    """pull: the image config's own settings (its `config` object: Env,
+    WorkingDir, Entrypoint, Cmd, User, ...) kept as the image's img.config, a
+    JSON object, before the bash removes the config file."""
+    import json
+    with open(path) as f:
+        kept = jq.compile('.config // {} | objects').input_text(f.read()).all()
+    if kept and kept[0]:
+        write(rootfs + '/img.config', json.dumps(kept[0], indent=1, sort_keys=True))
+
+
+def image_config(image):
+    """An image's img.config (keep_config()) as a dict: {} where it has none
+    (init's and the bash's images)."""
+    import json
+    if not well_formed(image):
+        return {}
+    try:
+        config = json.loads(read('%s/%s/img.config' % (overlay_path, image)))
+    except FileNotFoundError:
+        return {}
+    except ValueError as e:
+        fail("image %s's img.config is not JSON: %s" % (image, e))
+    lists = ('Env', 'Entrypoint', 'Cmd')
+    if not isinstance(config, dict) or not all(
+            isinstance(config.get(k) or [], list) and all(isinstance(w, str) for w in config.get(k) or [])
+            for k in lists) or not isinstance(config.get('WorkingDir') or '', str):
+        fail("image %s's img.config: Env, Entrypoint and Cmd must be lists of strings" % image)
+    return config
+
+
+def image_command(args):
+    """run's IMAGE and command words, as Docker makes them from a pulled image's
+    Entrypoint and Cmd: `run IMG` alone runs Entrypoint + Cmd; `run IMG WORDS`
+    runs Entrypoint WORDS. The bash's command is a shell line (`/bin/sh -c
+    "$cmd"`), so the image's words are quoted into one (shlex.join). An image
+    without them (init's, commit's of one, the bash's) is left as it is:
+    `run IMG` alone is then a usage line, as before. diverges (row 52): the
+    bash dropped the image's config."""
+    if not args:
+        return args
+    config = image_config(args[0])
+    entry, words = config.get('Entrypoint') or [], list(args[1:])
+    if not words:
+        words = config.get('Cmd') or []
+        if not entry + words:
+            return args
+        import shlex
+        return [args[0], shlex.join(entry + words)]
+    if not entry:
+        return args
+    import shlex
+    return [args[0], shlex.join(entry), *words]
+
+
+def wiring(image, flags):
+    """run's flags checked against the image, before anything is made: env,
+    the image's Env then each -e (a later one wins, as in Docker); workdir,
+    -w or else the image's WorkingDir; volumes, each CTRDIR resolved inside
+    the image (inside()). A bad one is one line, and nothing is made."""
+    config, root = image_config(image), '%s/%s' % (overlay_path, image)
+    wired = dict(flags)
+    user, home = image_user(root, config.get('User') or '', image)
+    if user:
+        wired['user'] = user
+    env = (['HOME=' + home] if home else []) + list(config.get('Env') or []) + \
+        [e for e in flags.get('env', ()) if e is not None]
+    wired.pop('env', None)
+    if env:
+        wired['env'] = env
+    workdir = flags.get('workdir') or config.get('WorkingDir')
+    if workdir:
+        wired['workdir'] = within(root, '/' + workdir.lstrip('/'), '-w')
+    volumes = []
+    for host, target, mode in flags.get('volumes', ()):
+        where = within(root, target, '-v')
+        if where == '/' or where.split('/')[1] in NOT_VOLUMES:
+            fail("run: -v '%s:%s': CTRDIR may not be / nor lie in /proc or /sys" % (q(host), q(target)))
+        if where in [v[1] for v in volumes]:
+            fail("run: -v: two volumes at '%s'" % q(where))
+        volumes.append([host, where, mode])
+    if volumes:
+        wired['volumes'] = volumes
+    if flags.get('ports'):                     # first here, before anything is made
+        ports_free(flags['ports'])             # then again by publish(), under its lock
+    return wired
+
+
+def image_user(root, spec, image):
+    """A pulled image's User (USER, USER:GROUP, UID or UID:GID) as Docker reads
+    it: names looked up in the image's /etc/passwd and /etc/group (passwd(5),
+    group(5)); a numeric one needs no entry. ([uid, gid, [supplementary gids]],
+    the user's home or None); ([], None) for root or none. A name the image
+    does not have is one line, and nothing is made."""
+    if spec in ('', 'root', '0', '0:0', 'root:root'):
+        return [], None
+    name, _, group = spec.partition(':')
+
+    def table(path):
+        try:
+            text = read(inside_file(root, path))
+        except (OSError, ValueError):
+            return []
+        return [line.split(':') for line in text.split('\n') if line.count(':') >= 2]
+    passwd, groups = table('/etc/passwd'), table('/etc/group')
+    entry = [e for e in passwd if len(e) >= 6 and (e[0] == name or e[2] == name)][:1]
+    if entry:
+        uid, gid, home, login = int(entry[0][2]), int(entry[0][3]), entry[0][5], entry[0][0]
+    elif name.isascii() and name.isdigit():
+        uid, gid, home, login = int(name), int(name) if not group else 0, None, None
+    else:
+        fail("image %s's User '%s': no such user in its /etc/passwd" % (image, q(spec)))
+    if group:
+        found = [g for g in groups if g[0] == group or g[2] == group][:1]
+        if found:
+            gid = int(found[0][2])
+        elif group.isascii() and group.isdigit():
+            gid = int(group)
+        else:
+            fail("image %s's User '%s': no such group in its /etc/group" % (image, q(spec)))
+    extra = sorted({int(g[2]) for g in groups if len(g) >= 4 and login and
+                    login in g[3].split(',') and g[2].isdigit()} - {gid})
+    return [uid, gid, extra], home
+
+
+def inside_file(root, path):
+    """The host path of file PATH of the image at ROOT, its directories
+    resolved inside it (inside()), the file itself not followed by read()."""
+    return root + inside(root, os.path.dirname(path)) + '/' + os.path.basename(path)
+
+
+def become_user(user):
+    """The image's User: supplementary groups, group, then user (setgroups(2),
+    setresgid(2), setresuid(2)), so the command runs as that user; leaving
+    uid 0 clears the capabilities left (capabilities(7)). After the steps
+    that need root (the mounts, -w's mkdir), before the seccomp filter."""
+    if not user:
+        return
+    uid, gid, extra = user
+    os.setgroups(extra)
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+def within(root, path, flag):
+    """inside(), a refusal as one line: `run: FLAG PATH: why`."""
+    try:
+        return inside(root, path)
+    except ValueError as e:
+        fail("run: %s '%s': %s" % (flag, q(path), e))
+
+
+def inside(root, name):
+    """NAME in the tree at ROOT, as the container will see it: each symlink
+    followed inside ROOT (an absolute one from ROOT, as after pivot_root),
+    every part a directory or not there yet. A `..`, of NAME or of a link,
+    that climbs above ROOT is refused (ValueError), as is a part that is not
+    a directory. The path as the container names it: /a/b."""
+    todo = [p for p in name.split('/') if p not in ('', '.')]
+    done, hops = [], 0
+    while todo:
+        part = todo.pop(0)
+        if part == '..':
+            if not done:
+                raise ValueError('climbs out of the root')
+            done.pop()
+            continue
+        here = os.path.join(root, *done, part)
+        if os.path.islink(here):
+            hops += 1
+            if hops > 40:                      # as the kernel's ELOOP
+                raise ValueError('too many levels of symbolic links')
+            target = os.readlink(here)
+            if target.startswith('/'):
+                done = []
+            todo = [p for p in target.split('/') if p not in ('', '.')] + todo
+            continue
+        if os.path.lexists(here) and not os.path.isdir(here):
+            raise ValueError("'/%s' is not a directory" % '/'.join(done + [part]))
+        done.append(part)
+    return '/' + '/'.join(done)
+
+
+def record_of(root):
+    """enter()'s container: the one whose merged is ROOT (run's enter_argv()),
+    with what run saved of it; a bare record where it saved nothing."""
+    uuid = os.path.basename(os.path.dirname(root))
+    if well_formed(uuid) and Container(uuid).merged == root:
+        return Container.load(uuid)
+    return Container(uuid)
+
+
+def record_of_exec():
+    """join()'s container, named by exec in JOIN_VAR (exec's argv stays the
+    bash's shape: `nsenter ... __join__ PID CMD`)."""
+    uuid = os.environ.pop(JOIN_VAR, '')
+    return Container.load(uuid) if well_formed(uuid) and uuid.startswith('ps_') else Container(uuid)
+
+
+def bind_volumes(root, volumes, mount):
+    """-v: each HOSTDIR bind-mounted (mount(2) MS_BIND) at CTRDIR in the
+    container's root, in its mount namespace: the host never sees it, and
+    what the container writes there goes to HOSTDIR, not to upper (so never
+    into a commit). Private propagation (mount_namespaces(7)): no mount made
+    on either side shows on the other. Then remounted nosuid, nodev and, with
+    :ro, read-only: a bind mount takes those flags only on a remount. After
+    /proc's masks, before pivot_root: the host's directories are still in
+    reach. CTRDIR is made when missing (in upper, as Docker makes it in the
+    container's layer)."""
+    for host, target, mode in volumes or ():
+        try:
+            path = root + inside(root, target)
+        except ValueError as e:
+            raise OSError(1, str(e), target)
+        os.makedirs(path, 0o755, exist_ok=True)
+        mount(host.encode(), path, None, MS_BIND)
+        mount(None, path, None, MS_PRIVATE)
+        # the host mount's own flags kept (statvfs(3)'s ST_* are mount(2)'s
+        # MS_*): a remount clears every flag it is not given, noexec too
+        kept = os.statvfs(path).f_flag & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_ATIMES)
+        mount(None, path, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept
+              | (MS_RDONLY if mode == 'ro' else 0))
+
+
+def work_dir(workdir, make):
+    """-w (or the image's WorkingDir): the command's working directory, after
+    pivot_root, so the path (and any link in it) resolves in the container's
+    root. run makes it when missing, as Docker does; exec (make=False) goes
+    there as Docker's exec does."""
+    if not workdir:
+        return
+    if make:
+        os.makedirs(workdir, 0o755, exist_ok=True)
+    os.chdir(workdir)
+
+
+# --- Published ports: -p, netfilter DNAT in chains of bocker's own ---------------
+# -p HOSTPORT:CTRPORT[/tcp|/udp] makes the container's port reachable at the
+# host's: a DNAT rule (iptables-extensions(8): DNAT) in the nat table rewrites
+# the destination of a new connection to a local address's HOSTPORT into the
+# container's 172.18.0.N:CTRPORT; conntrack(8) rewrites the rest of the
+# connection and its replies. The rules live in chains of bocker's own, so
+# `iptables -t nat -L BOCKER -v -n` shows them with their packet counters, and
+# removing them touches nothing else:
+#   nat BOCKER              one DNAT per published port, tagged with its ps_N
+#                           (-m comment), reached from PREROUTING (packets from
+#                           outside and from containers) and OUTPUT (the host's
+#                           own), each for local destinations only (addrtype)
+#   nat BOCKER-POSTROUTING  MASQUERADE of what the two cases below send to br1
+#   raw BOCKER              the guard route_localnet needs (below)
+# Two cases need more than DNAT:
+# - 127.0.0.1: a packet from 127.0.0.1 may not leave by br1 (the kernel drops
+#   it as a martian) unless br1 has route_localnet=1 (ip-sysctl docs); it
+#   then leaves masqueraded as 172.18.0.1, so the reply comes back. Chosen over
+#   a userland forwarder (Docker's docker-proxy): no process to run, to crash
+#   or to leak, and every step is a rule a learner can read with its counter.
+#   route_localnet also lets a neighbour on br1 send to 127.0.0.1 (the hole
+#   CVE-2020-8558 showed in kube-proxy): raw BOCKER drops any packet for
+#   127.0.0.0/8 that arrives on br1, as Kubernetes' fix does.
+# - hairpin: a container reaching a published port at 172.18.0.1 or another
+#   of the host's addresses is DNATed back onto br1; it leaves masqueraded
+#   (conntrack --ctstate DNAT), else the server would answer the client
+#   directly, from an address the client never called. This one is forwarded,
+#   so it needs net.ipv4.ip_forward=1, as compat/host-setup makes it.
+# Rules go when the run ends, when rm takes the container (also one a kill
+# left), and all of them with `compat/host-setup --undo`; a rule whose
+# container is gone is swept by the next -p. `iptables` is whichever backend
+# the host has (nft or legacy), as compat/host-setup calls it.
+
+PORT_CHAINS = (('nat', 'BOCKER', 'PREROUTING', ['-m', 'addrtype', '--dst-type', 'LOCAL']),
+               ('nat', 'BOCKER', 'OUTPUT', ['-m', 'addrtype', '--dst-type', 'LOCAL']),
+               ('nat', 'BOCKER-POSTROUTING', 'POSTROUTING', []),
+               ('raw', 'BOCKER', 'PREROUTING', []))
+# (each as `iptables -S` prints it back, so one listing per table finds them)
+PORT_RULES = (('nat', 'BOCKER-POSTROUTING', ['-s', '127.0.0.0/8', '-o', 'br1', '-j', 'MASQUERADE']),
+              ('nat', 'BOCKER-POSTROUTING', ['-s', '172.18.0.0/24', '-o', 'br1', '-m', 'conntrack',
+                                             '--ctstate', 'DNAT', '-j', 'MASQUERADE']),
+              ('raw', 'BOCKER', ['-d', '127.0.0.0/8', '-i', 'br1', '-j', 'DROP']))
+ROUTE_LOCALNET = '/proc/sys/net/ipv4/conf/br1/route_localnet'
+
+
+def port_flag(word):
+    """-p HOSTPORT:CTRPORT[/tcp|/udp]: [HOSTPORT, CTRPORT, protocol]."""
+    ports, _, proto = word.partition('/')
+    parts = ports.split(':')
+    if len(parts) != 2 or proto not in ('', 'tcp', 'udp') or not all(
+            p.isascii() and p.isdigit() and 0 < int(p) < 65536 for p in parts):
+        fail("run: -p '%s': use HOSTPORT:CTRPORT or HOSTPORT:CTRPORT/udp (ports 1-65535)" % q(word))
+    return [int(parts[0]), int(parts[1]), proto or 'tcp']
+
+
+RUN_FLAGS.update({'-p': ('ports', port_flag), '--publish': ('ports', port_flag)})
+RUN_LISTS.add('ports')
+
+
+def iptables(*args, check=True):
+    """`iptables ARGS` (-w: wait for the xtables lock): (status, output)."""
+    code, out, err = command(['iptables', '-w', *args]).run(retcode=None)
+    if code and check:
+        sys.stderr.write(err)
+        raise Exit(code)
+    return code, out
+
+
+def published(table='nat', chain='BOCKER'):
+    """The rules of bocker's chain as `iptables -S` prints them (word lists),
+    [] where there is no such chain."""
+    code, out = iptables('-t', table, '-S', chain, check=False)
+    return [line.split() for line in out.splitlines() if line.startswith('-A ')] if code == 0 else []
+
+
+def port_chains():
+    """bocker's chains, their hooks and rules, made once, all in one
+    `iptables-restore --noflush` (iptables-restore(8): one transaction, so a
+    kill leaves all of them or none); what is there already, found by one
+    `iptables -S` per table, is left alone (a rule printed otherwise than
+    here is asked for with -C). Then br1's route_localnet (sysctl(8)). The
+    first -p on a host makes them; they stay for the next."""
+    script = []
+    for table in ('nat', 'raw'):
+        have = set(iptables('-t', table, '-S')[1].splitlines())
+        new = sorted({chain for t, chain, _h, _m in PORT_CHAINS if t == table
+                      if '-N ' + chain not in have})
+        rules = [['-A', hook, *match, '-j', chain] for t, chain, hook, match in PORT_CHAINS if t == table]
+        rules += [['-A', chain, *rule] for t, chain, rule in PORT_RULES if t == table]
+        missing = [words for words in rules if ' '.join(words) not in have and (
+            {words[1], words[-1]} & set(new) or
+            iptables('-t', table, '-C', *words[1:], check=False)[0])]
+        if new or missing:
+            script += ['*' + table] + [':%s - [0:0]' % chain for chain in new] + \
+                [' '.join(words) for words in missing] + ['COMMIT']
+    if script:
+        run('iptables-restore', '-w', '--noflush', stdin='\n'.join(script) + '\n')
+    with open(ROUTE_LOCALNET) as f:
+        if f.read().strip() != '1':
+            run('sysctl', '-q', '-w', 'net.ipv4.conf.br1.route_localnet=1')
+
+
+def publish(c, undo):
+    """-p: a DNAT rule per port in nat BOCKER, tagged with the container's id
+    (under a lock on the store, so two runs never publish one port). A port
+    another container has published is refused; a rule whose container is
+    gone is removed first."""
+    if not c.ports:
+        return
+    fd = lock(container_path)
+    try:
+        port_chains()
+        ports_free(c.ports, sweep=True)
+        undo.push('unpublish ' + c.id, lambda: unpublish(c.id, c.ports))
+        for host, ctr, proto in c.ports:
+            iptables('-t', 'nat', '-A', 'BOCKER', '-p', proto, '--dport', str(host),
+                     '-m', 'comment', '--comment', c.id,
+                     '-j', 'DNAT', '--to-destination', '172.18.0.%s:%d' % (address(c.id)[0], ctr))
+    finally:
+        os.close(fd)
+
+
+def ports_free(ports, sweep=False):
+    """Refuse (one line) a host port given twice, or one that a rule of
+    nat BOCKER publishes for a container that is still there; sweep: remove
+    the rules of containers that are gone."""
+    if len({(h, p) for h, _c, p in ports}) < len(ports):
+        fail('run: -p: a host port given twice')
+    for rule in published():
+        owner = rule[rule.index('--comment') + 1] if '--comment' in rule else None
+        if owner and well_formed(owner) and not os.path.isdir(Container(owner).dir):
+            if sweep:
+                iptables('-t', 'nat', '-D', *rule[1:])
+            continue
+        for host, _ctr, proto in ports:
+            if '--dport' in rule and rule[rule.index('--dport') + 1] == str(host) \
+                    and rule[rule.index('-p') + 1] == proto:
+                fail('run: -p %d/%s: that port is already published by %s' % (host, proto, owner))
+
+
+def unpublish(uuid, ports):
+    """Container uuid's DNAT rules out of nat BOCKER: when it had -p (ports),
+    or when its record is gone (ports=True: rm of what a kill left)."""
+    import shutil
+    if not ports or not shutil.which('iptables'):
+        return
+    for rule in published():
+        if '--comment' in rule and rule[rule.index('--comment') + 1] == uuid:
+            iptables('-t', 'nat', '-D', *rule[1:], check=False)
 
 
 # --- Copying trees: init and commit copy an image ---------------------------------
@@ -2189,6 +2663,7 @@ def enter(root, *argv):
     mount namespace, which unshare made private: none of them shows on the
     host."""
     libc, seccomp = c_libraries()              # first: the host's files are still in reach
+    c = record_of(root)                        # so is its state file: -e, -w, -v
     default_signals()
     own_session(libc)
     mount = mounter(libc)
@@ -2198,10 +2673,13 @@ def enter(root, *argv):
     make_sys(root + '/sys', mount, libc)
     allow_ping(root + '/proc')                 # through the new /proc: the container's netns
     confine_proc(root, mount)                  # after /dev: the masks are its /dev/null
+    bind_volumes(root, c.volumes, mount)       # -v: the host's directories, before they go
     pivot_into(root, libc)                     # last of the mounts: the host's root goes
+    work_dir(c.workdir, make=True)             # -w: inside the container's root, as root
     drop_capabilities(libc)                    # after the mounts, which need CAP_SYS_ADMIN
+    become_user(c.user)                        # the image's User: after what needs root
     seccomp_load(seccomp)                      # last: it refuses the calls above
-    return exec_command(argv, container_env())
+    return exec_command(argv, container_env(c))
 
 
 def own_session(libc):
@@ -2277,12 +2755,15 @@ def join(pid, *argv):
     CLONE_NEWNS also makes that namespace's root, the container's, its root
     and working directory."""
     libc, seccomp = c_libraries()
+    c = record_of_exec()                       # from the host: its -e and -w
     default_signals()
     own_session(libc)
     join_namespaces(pid, libc)
+    work_dir(c.workdir, make=False)            # as Docker's exec: the container's -w
     drop_capabilities(libc)
+    become_user(c.user)                        # as Docker's exec: the image's User
     seccomp_load(seccomp)
-    return exec_command(argv, container_env())
+    return exec_command(argv, container_env(c))
 
 
 def join_namespaces(pid, libc):
@@ -2337,13 +2818,17 @@ def exec_command(argv, env):
     return 126 if error.errno == 13 else 127
 
 
-def container_env():
+def container_env(c=None):
     """PATH, HOSTNAME (the container's, uname(2) in its uts namespace), HOME,
-    and TERM when the caller has one. diverges (row 40): the bash passed the
+    and TERM when the caller has one; then container c's env (the image's
+    Env, then -e: run's wiring()). diverges (row 40): the bash passed the
     caller's whole environment on, secrets and all."""
     env = {'PATH': CONTAINER_PATH, 'HOSTNAME': os.uname().nodename, 'HOME': '/root'}
     if os.environ.get('TERM'):
         env['TERM'] = os.environ['TERM']
+    for entry in (c.env if c else None) or ():  # beyond the bash: KEY=VALUE each
+        key, _, value = entry.partition('=')
+        env[key] = value
     return env
 
 
@@ -3467,6 +3952,11 @@ def explain_container(uuid):
     out.append('mounts it sees (/proc/%s/mountinfo, from its root):' % pid)
     for point, fstype, _source, opts, _sopts, root in then['mounts']:
         out.append(('  %-22s %-8s %s' % (point, fstype, opts)) + mask_note(point, fstype, root))
+    c = Container.load(uuid)                   # beyond the bash: what -e, -w, -v, -p made
+    if c.env or c.workdir or c.volumes:
+        out += ['wired to its host (-e, -w, -v):'] + ['  ' + l for l in explain_wiring(uuid)]
+    if c.ports:
+        out += ['published (-p):'] + ['  ' + l for l in explain_ports(uuid)]
     return out
 
 
@@ -3647,6 +4137,48 @@ def explain_rm_image(uuid):
     (an overlay mount, in /proc/self/mountinfo), so rm refuses, naming them."""
     path = '%s/%s' % (overlay_path, uuid)
     return ['%s: %s' % (path, 'still there' if os.path.lexists(path) else 'gone')]
+
+
+# What --EXPLAIN's container step (explain_container()) adds to its `kernel`
+# lines for a container run with these flags, read back from the kernel.
+
+def explain_wiring(uuid):
+    """A running container's -v mounts as its own mountinfo shows them (proc(5):
+    its mount namespace, read through its pid 1), with their flags and
+    propagation (no shared:N: private), and its -e and -w as its record has them."""
+    c, pid = Container.load(uuid), container_pid(uuid)
+    out = ['env %s, working directory %s' % (' '.join(c.env or []) or '(none added)',
+                                            c.workdir or '/')]
+    if not pid:
+        return out + ['not running: no mount namespace to read']
+    mine = {m[0]: m for m in mountinfo(pid.strip())}
+    for host, target, _mode in c.volumes or ():
+        m = mine.get(target)
+        if m is None:
+            out.append('%s: not a mount point in %s' % (target, uuid))
+            continue
+        with open('/proc/%s/mountinfo' % pid.strip()) as f:
+            tags = [line.split(' - ')[0].split()[6:] for line in f
+                    if line.split()[4] == target][-1]
+        out.append('%s: bind of %s (%s, %s), propagation %s, from /proc/%s/mountinfo' % (
+            target, host, m[5], m[3], ' '.join(tags) or 'private', pid.strip()))
+    return out
+
+
+def explain_ports(uuid):
+    """A container's -p rules in nat BOCKER with their packet counters (each
+    new connection counts one: the nat table sees only its first packet), and
+    br1's route_localnet."""
+    code, out = iptables('-t', 'nat', '-L', 'BOCKER', '-n', '-v', '-x', check=False)
+    rules = [' '.join(line.split()) for line in out.splitlines()[2:] if '/* %s */' % uuid in line]
+    try:
+        with open('/proc/sys/net/ipv4/conf/br1/route_localnet') as f:
+            localnet = f.read().strip()
+    except OSError:
+        localnet = '?'
+    return (['iptables -t nat -L BOCKER -n -v -x (pkts bytes target prot opt in out source '
+             'destination):'] + ['  ' + r for r in rules or ['(no rule for %s)' % uuid]] +
+            ['br1 route_localnet=%s (1: 127.0.0.1 may be DNATed out of br1)' % localnet])
 
 
 # --- Importing plumbum: the lean import of the command runner --------------------

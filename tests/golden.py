@@ -290,7 +290,7 @@ SCENARIOS = [
       prep=PRIVATE_TMP, diverges=(9,)),
     S('pull', [X('pull', 'golden', 'v1', env=PULL_ENV), X('images'),
                X('run', '{img1}', 'cat /etc/motd; ls /etc')],
-      registry=True, prep=PRIVATE_TMP, diverges=(12, 26, 27)),
+      registry=True, prep=PRIVATE_TMP, diverges=(12, 26, 27, 52)),
     # -- interop: state made by one, used by the other ----------------------------
     S('interop-reference-image',
       [X('init', IMAGE, tool='ref'), X('images'), X('run', '{img1}', 'cat /etc/hostname'),

@@ -232,12 +232,25 @@ def test_round_trip_through_a_registry(box, busybox, reg, tmp_path):
     r = pull(box, reg, 'tripped', 'v3')
     assert r.code == 0 and r.out.startswith('Created: img_'), r
     back = r.out.split()[1]
-    assert tree(box.path('%s/%s' % (OVERLAY, back))) == tree(box.path('%s/%s' % (OVERLAY, img)))
+    assert tree(box.path('%s/%s' % (OVERLAY, back)), skip=('img.source', 'img.config')) == \
+        tree(box.path('%s/%s' % (OVERLAY, img)))
     _, r = box.run_container(back, 'cat /srv/hard; ls -l /srv/suid')
     assert r.code == 0 and r.out.startswith('data\n-rws--x--x'), r
     # pull recorded tripped:v3 as its source: the name it exports under
     again = export(box, tmp_path, back, name='again.tar')
     assert json.loads(members(again)[0]['manifest.json'][1])[0]['RepoTags'] == ['tripped:v3']
+    # and pull kept the config it exported (img.config), which goes back out as the
+    # image's, not into its layer; a -e given at export's other end shows it works
+    kept = json.loads(box.read('%s/%s/img.config' % (OVERLAY, back)))
+    assert kept['Cmd'] == ['/bin/sh'] and kept['Env'][0].startswith('PATH=')
+    kept.update({'Env': ['PATH=/bin', 'MODE=exported'], 'WorkingDir': '/srv'})
+    with open(box.path('%s/%s/img.config' % (OVERLAY, back)), 'w') as f:
+        json.dump(kept, f)
+    third = members(export(box, tmp_path, back, name='third.tar'))[0]
+    saved = json.loads(third['manifest.json'][1])[0]
+    assert json.loads(third[saved['Config']][1])['config'] == kept
+    layer = third[saved['Layers'][0]][1]
+    assert 'img.config' not in tarfile.open(fileobj=io.BytesIO(layer)).getnames()
 
 
 def test_committed_image_has_the_deletion_and_the_new_file(box, busybox, tmp_path):

@@ -17,31 +17,8 @@ import time
 import pytest
 
 from support import (BOCKER, CONTAINERS, FIRED, HOOK, OVERLAY, READY, Box, fired, freezer_cgroups,
-                     hooked, processes, remove_everything)
+                     hooked, kill_at_every_step, processes, remove_everything)
 from sandbox import Sandbox
-
-
-def kill_at_every_step(box, argv, prepare=lambda: None, known=lambda _made: (), whole=True,
-                       check=lambda _made: None):
-    """Run `bocker ARGV` (ARGV: a function of what prepare() made) killed at
-    its 1st, 2nd, ... checkpoint until it completes; after each kill,
-    check(made) (what is listed is whole) and remove_everything (nothing
-    left). Returns the steps killed at, in order."""
-    steps = []
-    for k in itertools.count(1):
-        made = prepare()
-        r = hooked(box, 'kill:%d' % k, *argv(made))
-        step = fired(r)
-        if step is None:
-            assert r.code == 0, r          # ran to its end
-            left = remove_everything(box, known(made), whole)
-            assert not left, ('after the whole command', left)
-            return steps
-        assert r.code == -9, r
-        steps.append(step)
-        check(made)
-        left = remove_everything(box, known(made), whole)
-        assert not left, ('killed at %d (%s)' % (k, step), left)
 
 
 def image_ids(box):

@@ -3,13 +3,16 @@
 pushed by the tests (tests/registry.py). Needs root and docker-registry;
 the comparison with the reference needs BOCKER_REFERENCE."""
 import hashlib
+import json
 import os
 import shlex
+import subprocess
+import threading
 
 import pytest
 
 import registry
-from support import (OVERLAY, ROOT, Registry, fired, hooked, pull, registry_in_sandbox,
+from support import (BOCKER, OVERLAY, READY, ROOT, Registry, fired, hooked, pull, registry_in_sandbox,
                      remove_everything)
 
 # Each test that uses a sandbox runs in both flavours (tests/sandbox.py): a
@@ -182,7 +185,8 @@ def test_missing_tag_gives_usage(box):
 def test_same_tree_as_the_reference(box, reg, reference, busybox):
     """The reference's pull (with compat/ on PATH) and ours give the same image
     tree, but for the divergences: the reference leaves manifest.json and each
-    layer's VERSION and json in the image (DIVERGENCES row 26)."""
+    layer's VERSION and json in the image (DIVERGENCES row 26); ours keeps
+    the image's config as img.config (row 52)."""
     layers = [registry.busybox_layer(compress=True),
               registry.make_layer({'etc/motd': 'hello\n', 'usr/share/x/': None,
                                    'usr/share/x/y': ('y\n', 0o600)}, compress=True)]
@@ -194,6 +198,7 @@ def test_same_tree_as_the_reference(box, reg, reference, busybox):
     assert ours.code == theirs.code == 0 and theirs.out.startswith('Created: img_')
     a = tree(box.path('%s/%s' % (OVERLAY, ours.out.split()[1])))
     b = tree(box.path('%s/%s' % (OVERLAY, theirs.out.split()[1])))
+    assert a.pop('img.config')[0] == 'f'      # ours keeps the image's config (row 52)
     junk = {'manifest.json'}
     for rel in list(b):
         top = rel.split('/')[0]
@@ -238,3 +243,62 @@ def test_pull_killed_at_every_step(box, reg):
         assert download is None or not box.exists(download), (step, download)
     assert steps == ['download-frozen-image-v2', 'pull-unpacked', 'pull-unpacked',
                      'pull-downloads-removed', 'image-source', 'image-proc', 'image-claimed']
+
+
+def test_pulled_image_runs_its_own_config(box, reg):
+    """pull keeps the image config's Env, WorkingDir, Entrypoint and Cmd as
+    img.config (images lists the image as before); run applies Env and
+    WorkingDir (-e, -w win), `run IMG` alone runs Entrypoint + Cmd, and
+    `run IMG WORDS` runs Entrypoint WORDS, as Docker does."""
+    layers = [registry.busybox_layer(compress=True),
+              registry.make_layer({'opt/app/': None, 'opt/app/greet': (
+                  '#!/bin/sh\necho "$GREETING from $(pwd):" "$@"\n', 0o755)})]
+    config = registry.image_config(layers)
+    config['config'].update({
+        'Env': ['PATH=/opt/app:/usr/bin:/bin', 'GREETING=hello'], 'WorkingDir': '/srv/work',
+        'Entrypoint': ['greet'], 'Cmd': ['the image', "it's"]})
+    reg.push('configured', 'v1', layers, config=config)
+    r = pull(box, reg, 'configured', 'v1')
+    assert r.code == 0, r
+    img = r.out.split()[1]
+    assert box.bocker('images').out == 'IMAGE_ID\t\tSOURCE\n%s\t\tconfigured:v1\n' % img
+    kept = json.loads(box.read('%s/%s/img.config' % (OVERLAY, img)))
+    assert {k: kept[k] for k in ('Env', 'WorkingDir', 'Entrypoint', 'Cmd')} == \
+        {k: config['config'][k] for k in ('Env', 'WorkingDir', 'Entrypoint', 'Cmd')}
+    ps, r = box.run_container(img)
+    assert (r.out, r.code) == ("hello from /srv/work: the image it's\n", 0), r
+    assert box.bocker('ps').out.endswith("%s\t\tgreet 'the image' 'it'\"'\"'s'\n" % ps)
+    _, r = box.run_container(img, 'one', 'two')
+    assert r.out == 'hello from /srv/work: one two\n', r
+    _, r = box.run_container('-e', 'GREETING=hi', '-w', '/tmp', img, 'x')
+    assert r.out == 'hi from /tmp: x\n', r
+
+
+def test_pulled_image_runs_as_its_user(box, reg):
+    """The image config's User, by name (the image's /etc/passwd and /etc/group:
+    its groups, its home) or by number, for run and exec, as Docker runs it;
+    a name the image lacks is one line, and no container is made."""
+    layers = [registry.busybox_layer(compress=True), registry.make_layer({
+        'etc/passwd': 'root:x:0:0:root:/root:/bin/sh\napp:x:1234:2345::/home/app:/bin/sh\n',
+        'etc/group': 'root:x:0:\napp:x:2345:\nextra:x:3456:app,other\n'})]
+    for tag, user in (('named', 'app'), ('numeric', '4321:8765'), ('missing', 'nobody')):
+        config = registry.image_config(layers)
+        config['config']['User'] = user
+        reg.push('users', tag, layers, config=config)
+    imgs = {tag: pull(box, reg, 'users', tag).out.split()[1] for tag in ('named', 'numeric', 'missing')}
+    show = 'id -u; id -g; id -G; echo $HOME'
+    p = box.popen([BOCKER, 'run', imgs['named'], '%s; %s' % (show, READY)],
+                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    ps = box.wait_ready()
+    r = box.bocker('exec', ps, 'sh', '-c', show)
+    assert r.out == '1234\n2345\n2345 3456\n/home/app\n', r
+    assert box.bocker('rm', ps).code == 0
+    p.wait(timeout=30)
+    assert p.stdout.read().decode() == '1234\n2345\n2345 3456\n/home/app\n'
+    _, r = box.run_container(imgs['numeric'], show)
+    assert r.out == '4321\n8765\n8765\n/root\n', r
+    before = box.containers()
+    r = box.bocker('run', imgs['missing'], 'true')
+    assert (r.code, r.out) == (1, '') and r.err.endswith(
+        "image %s's User 'nobody': no such user in its /etc/passwd\n" % imgs['missing']), r
+    assert box.containers() == before
