@@ -552,7 +552,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
         explain('cleanup', uuid)
     if removed(STARTING[uuid]):                # diverges (row 46): rm stopped it
         fail('container %s was removed while it ran' % uuid, 137)
-    return code
+    return docker_status(c, code) if flags else code
 
 
 STARTING = {}                                   # uuid: its directory, open (starting())
@@ -780,29 +780,55 @@ def execute(c, cmd, signals):
     chain = []
     signals.started(lambda: [int(pid) for pid in [container_pid(uuid)] if pid],
                     lambda sig: kill_container(uuid, chain, sig), uuid)
+    # beyond the bash (-t): the container's own terminal, its master relayed (Relay)
+    relay = Relay(wanted(c.interactive)) if wanted(c.tty) else None
     with log:
-        proc = command(argv, shown=[argv, ['tee', logged]]).popen(
-            stdin=None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        chain.append(proc)
-        started(uuid)
-        explain('watch', uuid, proc)
-        # bash: 2>&1 | tee "$container_path/$uuid/$uuid.log" || true
-        tee(proc, log, signals)
+        try:
+            proc = command(argv, shown=[argv, ['tee', logged]]).popen(
+                stdin=relay.theirs.fileno() if relay else None,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            chain.append(proc)
+            started(uuid)
+            if relay:
+                relay.started()
+            explain('watch', uuid, proc)
+            # bash: 2>&1 | tee "$container_path/$uuid/$uuid.log" || true
+            tee(proc, log, signals, relay)
+        finally:
+            if relay:
+                relay.close()
+    c.status = proc.returncode                 # what a Docker-style run returns (issue 28)
     return signals.code or 0
 
 
-def tee(proc, log, signals):
+def tee(proc, log, signals, relay=None):
     """tee(1): the container's output to our stdout and to its log, until it
     ends; it ends when its pid 1 does (pid_namespaces(7)). Waits in select(2)
     on the output, the process (a pidfd: pidfd_open(2)) and signals."""
     import select
     out = sys.stdout.buffer
     fd, pidfd = proc.stdout.fileno(), os.pidfd_open(proc.pid)
-    reading, shown = True, True
-    while reading or proc.poll() is None:
-        ready = select.select([fd if reading else pidfd, signals.wake], [], [],
-                              signals.timeout())[0]
+    reading, shown = True, [True]
+
+    def show(chunk):
+        try:
+            if shown[0]:
+                out.write(chunk)
+                out.flush()
+        except OSError:                        # the terminal is gone (SIGHUP): the log goes on
+            shown[0] = False
+        log.write(chunk)
+        log.flush()
+    # beyond the bash (-t): also the container's terminal, while it lasts (Relay)
+    while reading or proc.poll() is None or relay and not relay.done:
+        extra = relay.reading() if relay else []
+        ready, writable = select.select([fd if reading else pidfd, signals.wake] + extra,
+                                        relay.writing() if relay else [], [],
+                                        signals.timeout())[:2]
         signals.tick()
+        if relay:
+            drain(signals.wake, ready)
+            relay.step(ready, writable, show)
         if fd not in ready or not reading:
             continue
         chunk = os.read(fd, 65536)
@@ -810,7 +836,7 @@ def tee(proc, log, signals):
             reading = False
             continue
         try:
-            if shown:
+            if shown[0]:
                 out.write(chunk)
                 out.flush()
         except BrokenPipeError:                # `| head`: tee dies, the writer gets SIGPIPE
@@ -818,7 +844,7 @@ def tee(proc, log, signals):
             reading = False
             continue
         except OSError:                        # the terminal is gone (SIGHUP): the log goes on
-            shown = False
+            shown[0] = False
         log.write(chunk)
         log.flush()
     os.close(pidfd)
@@ -853,6 +879,7 @@ ENTER = 'import sys;sys.path[:0]=sys.argv[1:2];import bocker;sys.exit(bocker.mai
 
 def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER exec <container_id> <command>
     import re
+    flags, args = run_flags(args, EXEC_FLAGS)  # beyond the bash: Docker's -t, -i first
     need(args, 2, 'bocker_exec')
     uuid = args[0]
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
@@ -873,9 +900,11 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
     # exec starts is held to the container's limits (the bash's escaped them).
     # diverges (row 41): the mount namespace is joined by join(), not by nsenter's
     # -m: after pivot_root the host's python is not in the container's root.
+    # beyond the bash (-t, -i): a terminal of the container's (exec_terminal())
     return spawn_exec(['cgexec', *cgroup_args(uuid),
                        'nsenter', '-t', cid, '-u', '-i', '-n', '-p',
-                       *join_argv(cid), *args[1:]])
+                       *exec_terminal(join_argv(cid), flags), *args[1:]],
+                      Relay(wanted(flags.get('interactive'))) if flags.get('tty') else None)
 
 
 def bocker_logs(*args):  #HELP View logs from a container:\nBOCKER logs <container_id>
@@ -1004,13 +1033,21 @@ def commands():
 RUN_FLAGS = {}
 
 
-def run_flags(args):
+def run_flags(args, known=None):
     """The flags before run's image id: ({Container field: value}, the rest
     of args). A flag given twice keeps the last; one that takes a value
-    takes the next word."""
+    takes the next word (or `--flag=VALUE`). Bare one-letter flags combine,
+    as Docker's: `-it` is `-i -t`. known: another command's table (exec's)."""
+    known = RUN_FLAGS if known is None else known
     fields, args = {}, list(args)
-    while args and args[0] in RUN_FLAGS:
+    while args and (args[0] in known or combined(args[0], known) or
+                    args[0].partition('=')[0] in known and args[0].startswith('--')):
+        if combined(args[0], known):
+            args[:1] = ['-' + letter for letter in args[0][1:]]
+        if '=' in args[0] and args[0].startswith('--'):
+            args[:1] = args[0].split('=', 1)
         flag = args.pop(0)
+        field, parse = known[flag]
         field, parse = RUN_FLAGS[flag]
         if parse is None:
             fields[field] = True
@@ -1019,6 +1056,12 @@ def run_flags(args):
         else:
             fields[field] = parse(args.pop(0))
     return fields, args
+
+
+def combined(word, known):
+    """Is word bare one-letter flags written as one (`-it`, `-dit`)?"""
+    return word[:1] == '-' and len(word) > 2 and word[1] != '-' and \
+        all(known.get('-' + letter, (0, 0))[1] is None for letter in word[1:])
 
 
 # --- The dispatcher --------------------------------------------------------------
@@ -1092,7 +1135,12 @@ class Container:
     ps_N.state for the commands that come after it (save(), load()). A
     container the bash made has no state file: load() knows its paths only.
     The state file is `key=value` lines, as os-release(5): `cat` reads it."""
-    FIELDS = ('image', 'cpu_share', 'mem_limit', 'pids_limit')
+    FIELDS = ('image', 'cpu_share', 'mem_limit', 'pids_limit',
+              # issue 28 (the section "A container you can work with"): run's
+              # flags -t, -i, -d and --name (a bare flag is saved as True), and
+              # what a detached run's supervisor notes: its pid, when the
+              # command started and ended (seconds since the epoch), its status
+              'tty', 'interactive', 'detach', 'name', 'supervisor', 'started', 'finished', 'status')
 
     def __init__(self, uuid, **fields):
         self.id = uuid
@@ -1999,7 +2047,7 @@ def kill_container(uuid, chain, sig):
             pass
 
 
-def spawn_exec(argv):
+def spawn_exec(argv, relay=None):
     """Run exec's command chain in the foreground; its status (128+N for a
     command killed by signal N, as a shell gives it). bocker becomes a child
     subreaper (prctl(2): PR_SET_CHILD_SUBREAPER): if nsenter dies of a
@@ -2028,14 +2076,32 @@ def spawn_exec(argv):
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
+    def show(chunk):                           # the container's terminal's output
+        try:
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+        except OSError:                        # the caller's terminal is gone
+            pass
     signals.started(groups, kill, 'the command')     # before it starts: no signal lost
-    proc = command(argv).popen(stdin=None, stdout=None, stderr=None)
-    chain.append(proc)
-    pidfd = os.pidfd_open(proc.pid)
-    while proc.poll() is None or signals.code and commands():
-        select.select([pidfd, signals.wake], [], [], signals.timeout())
-        signals.tick()
-        reap([pid for pid in children(me) if pid != proc.pid])
+    try:
+        proc = command(argv).popen(stdin=relay.theirs.fileno() if relay else None,
+                                   stdout=None, stderr=None)
+        chain.append(proc)
+        if relay:                              # beyond the bash (exec -t): see Relay
+            relay.started()
+        pidfd = os.pidfd_open(proc.pid)
+        while proc.poll() is None or signals.code and commands() or relay and not relay.done:
+            ready, writable = select.select([pidfd, signals.wake] + (relay.reading() if relay else []),
+                                            relay.writing() if relay else [], [],
+                                            signals.timeout())[:2]
+            signals.tick()
+            if relay:
+                drain(signals.wake, ready)
+                relay.step(ready, writable, show)
+            reap([pid for pid in children(me) if pid != proc.pid])
+    finally:
+        if relay:
+            relay.close()
     os.close(pidfd)
     code = proc.returncode
     return signals.code or (128 - code if code < 0 else code)
@@ -2049,6 +2115,220 @@ def reap(pids):
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
+
+
+# --- A terminal of its own: run -t and -i, exec -it (issue 28) --------------------
+# `run -it IMG sh` as Docker gives it: the container's command on a
+# pseudo-terminal (pty(7)) of the container's own devpts (make_dev(): a new
+# instance, so its /dev/pts lists its ptys alone), as the controlling terminal
+# of its own session. The container's pid 1 (enter(), own_terminal()) opens
+# the pair itself through that devpts's ptmx and hands the master end out to
+# bocker over its stdin, a unix socket (SCM_RIGHTS, unix(7)); it keeps the
+# slave as its stdin, stdout and stderr. bocker relays between the master and
+# the caller's terminal (Relay), which it puts in raw mode (termios(3)) so that
+# every key, ctrl-C too, reaches the container's terminal, whose line
+# discipline makes of it what a terminal makes: ctrl-C a SIGINT to the
+# foreground job of the shell, not to the shell. The master never enters the
+# container, so nothing in it can type into bocker's side.
+
+TIOCSCTTY, TIOCGPTPEER, TIOCSPTLCK = 0x540E, 0x5441, 0x40045431   # ioctl_tty(2), the uapi's asm-generic/ioctls.h
+
+
+def docker_status(c, code):
+    """What a run given Docker's flags returns, as Docker's does: its command's
+    status (`exit 3` in `run -it IMG sh`: 3; 128+N after signal N), where the
+    bash's run returns 0 (its `|| true`); a signal to the run itself still
+    gives 128+N (Signals)."""
+    if code or c.status is None:
+        return code
+    return 128 - c.status if c.status < 0 else c.status
+
+
+def wanted(value):
+    """A bare flag's value, as run passed it or the state file keeps it."""
+    return value in (True, 'True')
+
+
+def own_terminal(root):
+    """run -t: the container's own terminal (enter(), after make_dev(), which
+    made the devpts it comes from; before pivot_into(), while bocker's
+    Python still loads from the host). The flag comes from the state file
+    run wrote beside the root (Container.save()); without it, nothing."""
+    uuid = os.path.basename(os.path.dirname(root))
+    if not wanted(Container.load(uuid).tty):
+        return
+    take_terminal(root + '/dev/pts/ptmx')
+
+
+def take_terminal(ptmx):
+    """Open a pty pair through ptmx (pts(4): posix_openpt, unlockpt), make
+    the slave our controlling terminal (TIOCSCTTY: we lead a session of our
+    own, own_session()) and our stdin, stdout and stderr, and send the
+    master to bocker over our stdin, the socket it gave us (unix(7),
+    SCM_RIGHTS); then close it: only bocker holds it."""
+    import fcntl
+    import socket
+    import struct
+    master = os.open(ptmx, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack('i', 0))          # unlockpt(3)
+    slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)   # the peer, by the master
+    fcntl.ioctl(slave, TIOCSCTTY, 0)
+    sock = socket.socket(fileno=os.dup(0))
+    socket.send_fds(sock, [b'pty'], [master])
+    sock.close()
+    os.close(master)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    os.close(slave)
+
+
+def drain(wake, ready):
+    """Empty the signals' wake-up pipe once select(2) found it ready: a
+    SIGWINCH wrote to it too, and Signals.tick() reads it only once a signal
+    it handles came."""
+    if wake in ready:
+        try:
+            os.read(wake, 64)
+        except BlockingIOError:
+            pass
+
+
+# run's flags for a terminal (RUN_FLAGS, run_flags()): -t a terminal of its
+# own, -i the caller's stdin relayed to it (without -t: kept open, as a
+# foreground run keeps it anyway). exec takes the same two (EXEC_FLAGS).
+RUN_FLAGS.update({'-t': ('tty', None), '-i': ('interactive', None)})
+EXEC_FLAGS = {'-t': ('tty', None), '-i': ('interactive', None)}
+
+
+def exec_terminal(argv, flags):
+    """exec -t: join's words `__join__ PID` become `__join__ -t PID` (a pid
+    is digits: the -t cannot be one), so join() takes a terminal."""
+    return argv[:-1] + ['-t'] + argv[-1:] if flags.get('tty') else argv
+
+
+class Relay:
+    """bocker's side of a container's terminal: the socket the master comes
+    over, then the master itself. What the container writes goes to our
+    stdout (and to its log: run's tee()); what the caller types (-i) goes to
+    the container's terminal. The caller's terminal is in raw mode while the
+    relay lasts, and set back as it was on every way out (close(), from a
+    finally). A window-size change (SIGWINCH) is passed on (TIOCSWINSZ),
+    which the container's foreground job gets as its own SIGWINCH."""
+
+    def __init__(self, interactive):
+        import signal
+        import socket
+        self.mine, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.master = None
+        self.stdin = sys.stdin.fileno() if interactive else None
+        self.pending = b''                     # typed, not yet taken by the container's terminal
+        self.resized = True
+        self.saved = None
+        self.winch = signal.signal(signal.SIGWINCH, self.resize)
+
+    def resize(self, _signum, _frame):
+        self.resized = True
+
+    def started(self):
+        """The chain has its end of the socket: ours alone holds this one,
+        and the caller's terminal goes raw."""
+        import termios
+        import tty
+        self.theirs.close()
+        if self.stdin is not None and os.isatty(self.stdin):
+            self.saved = termios.tcgetattr(self.stdin)
+            tty.setraw(self.stdin, termios.TCSANOW)
+
+    def reading(self):
+        """What to wait for: the socket until the master came, the master
+        until the container's terminal is gone, the caller's stdin (-i)."""
+        fds = [fd for fd in (self.mine, self.master) if fd is not None]
+        if self.master is not None and self.stdin is not None and not self.pending:
+            fds.append(self.stdin)
+        return fds
+
+    def writing(self):
+        return [self.master] if self.master is not None and self.pending else []
+
+    @property
+    def done(self):
+        return self.mine is None and self.master is None
+
+    def step(self, readable, writable, show):
+        """Do what select(2) found ready; show(bytes) writes the container's
+        output out."""
+        if self.mine is not None and self.mine in readable:
+            self.receive()
+        if self.master is not None and self.resized:
+            self.pass_size()
+        if self.master in readable:
+            try:
+                chunk = os.read(self.master, 65536)
+            except BlockingIOError:
+                chunk = None
+            except OSError:                    # EIO: every slave closed, the command ended
+                chunk = b''
+            if chunk:
+                show(chunk)
+            elif chunk is not None:
+                os.close(self.master)
+                self.master = None
+                return
+        if self.stdin is not None and self.stdin in readable:
+            data = os.read(self.stdin, 65536)
+            # stdin ended (a pipe): the container's terminal gets its end of file, ^D
+            self.pending = data or b'\x04'
+            if not data:
+                self.stdin = None
+        if self.master in writable and self.pending:
+            try:
+                self.pending = self.pending[os.write(self.master, self.pending):]
+            except BlockingIOError:
+                pass
+
+    def receive(self):
+        """The master from the container's pid 1 (or nothing: it ended first)."""
+        import socket
+        try:
+            _msg, fds, _flags, _addr = socket.recv_fds(self.mine, 16, 1)
+        except OSError:
+            fds = []
+        self.mine.close()
+        self.mine = None
+        if fds:
+            self.master = fds[0]
+            os.set_blocking(self.master, False)
+
+    def pass_size(self):
+        """The caller's window size to the container's terminal (ioctl_tty(2):
+        TIOCGWINSZ, TIOCSWINSZ)."""
+        import fcntl
+        import termios
+        self.resized = False
+        for fd in (self.stdin, sys.stdout.fileno()):
+            if fd is not None and os.isatty(fd):
+                size = fcntl.ioctl(fd, termios.TIOCGWINSZ, b'\0' * 8)
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, size)
+                return
+
+    def close(self):
+        """The caller's terminal as it was; the socket and master closed."""
+        import signal
+        import termios
+        if self.saved is not None:
+            try:
+                termios.tcsetattr(self.stdin if self.stdin is not None else sys.stdin.fileno(),
+                                  termios.TCSADRAIN, self.saved)
+            except termios.error:              # the terminal is gone
+                pass
+            self.saved = None
+        for end in (self.mine, self.theirs):
+            if end is not None:
+                end.close()
+        if self.master is not None:
+            os.close(self.master)
+        self.mine = self.master = None
+        signal.signal(signal.SIGWINCH, self.winch)
 
 
 # --- Entering a container: the step in place of the bash's chroot -----------------
@@ -2129,6 +2409,7 @@ def enter(root, *argv):
     remount_nodev(root, mount)                 # before anything is mounted below it
     make_proc(root + '/proc', mount)
     make_dev(root + '/dev', mount)
+    own_terminal(root)                         # run -t: a pty of the devpts just made
     make_sys(root + '/sys', mount, libc)
     allow_ping(root + '/proc')                 # through the new /proc: the container's netns
     confine_proc(root, mount)                  # after /dev: the masks are its /dev/null
@@ -2210,10 +2491,16 @@ def join(pid, *argv):
     Python and its libraries are loaded from the host; setns(2) with
     CLONE_NEWNS also makes that namespace's root, the container's, its root
     and working directory."""
+    terminal = pid == '-t'                     # exec -t: `__join__ -t PID CMD...`
+    if terminal:
+        pid, argv = argv[0], argv[1:]
+        import fcntl, socket, struct           # noqa: F401,E401 (take_terminal's, from the host)
     libc, seccomp = c_libraries()
     default_signals()
     own_session(libc)
     join_namespaces(pid, libc)
+    if terminal:                               # a pty of the container's devpts (take_terminal())
+        take_terminal('/dev/pts/ptmx')
     drop_capabilities(libc)
     seccomp_load(seccomp)
     return exec_command(argv, container_env())
