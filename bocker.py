@@ -421,6 +421,7 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
         delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', c.netns)
         wait_until_gone(c.veth0)               # its peer went with the netns
     delete(lambda: link_exists(c.veth0), 'ip', 'link', 'del', 'dev', c.veth0)
+    drop_names(uuid)                           # beyond the bash: its names (by_names())
     explain('rm-parts', uuid)                  # the step, then its echo (--EXPLAIN)
     say('Removed: %s' % uuid)
     checkpoint('rm-said')
@@ -526,6 +527,7 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
               'pids_limit': number('PIDS_LIMIT', '2048')}
     if limits['pids_limit'] < 1:
         fail('BOCKER_PIDS_LIMIT must be 1 or more, not %r' % option('PIDS_LIMIT'))
+    name_free(flags.get('name'))               # beyond the bash (--name): taken, refused
     sweep()
     signals = Signals()                         # from here a signal ends run cleanly
     uuid = new_container()
@@ -538,9 +540,13 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     try:
         setup(c, cmd, undo)
         explain('cgroups', uuid)
+        claim_name(c, undo)                    # beyond the bash (--name): see by_names()
+        lock = supervisor_lock(uuid) if wanted(c.detach) else None
     except (Exit, OSError, KeyboardInterrupt):
         undo.all()                             # diverges (row 22): nothing half-made is left
         raise
+    if wanted(c.detach):                       # beyond the bash (-d): a supervisor runs it
+        return detach(c, cmd, signals, lock)
     # the bash's cgexec ... | tee: execute()
     try:
         code = execute(c, cmd, signals)
@@ -633,41 +639,7 @@ def setup(c, cmd, undo):
     leaves nothing."""
     uuid, image, cdir = c.id, c.image, c.dir
     undo.push('remove ' + cdir, lambda: remove_tree(cdir))
-    ip, mac = address(uuid)
-    veth0, veth1, netns = c.veth0, c.veth1, c.netns
-    # A veth pair is a cable with two ends: veth0 stays on the host and joins
-    # bridge br1; veth1 moves into the container's own network namespace.
-    # (Each group of `ip` commands runs in one `ip -batch` process; the trace
-    # still shows each command as the bash runs it.)
-    undo.push('ip link del ' + veth0, lambda: delete(lambda: link_exists(veth0), 'ip', 'link', 'del', 'dev', veth0))
-    undo.push('ip netns del ' + netns, lambda: delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', netns))
-    ip_batch(None, [
-        # bash: ip link add dev veth0_"$uuid" type veth peer name veth1_"$uuid"
-        ['link', 'add', 'dev', veth0, 'type', 'veth', 'peer', 'name', veth1],
-        # bash: ip link set dev veth0_"$uuid" up
-        ['link', 'set', 'dev', veth0, 'up'],
-        # bash: ip link set veth0_"$uuid" master br1
-        ['link', 'set', veth0, 'master', 'br1'],
-        # bash: ip netns add netns_"$uuid"
-        ['netns', 'add', netns],
-        # bash: ip link set veth1_"$uuid" netns netns_"$uuid"
-        ['link', 'set', veth1, 'netns', netns]])
-    explain('veth', uuid)
-    # (while this ip works, the lower layer is made below)
-    ip_done = ip_batch(netns, [
-        # bash: ip netns exec netns_"$uuid" ip link set dev lo up
-        ['link', 'set', 'dev', 'lo', 'up'],
-        # bash: ip netns exec netns_"$uuid" ip link set veth1_"$uuid" address 02:42:ac:11:00"$mac"
-        ['link', 'set', veth1, 'address', '02:42:ac:11:00' + mac],
-        # bash: ip netns exec netns_"$uuid" ip addr add 172.18.0."$ip"/24 dev veth1_"$uuid"
-        ['addr', 'add', '172.18.0.%s/24' % ip, 'dev', veth1],
-        # bash: ip netns exec netns_"$uuid" ip link set dev veth1_"$uuid" up
-        ['link', 'set', 'dev', veth1, 'up'],
-        # bash: ip netns exec netns_"$uuid" ip route add default via 172.18.0.1
-        ['route', 'add', 'default', 'via', '172.18.0.1']], wait=False)
-    if explaining():                           # which looks at each step in turn
-        ip_done()
-    explain('netns', uuid)
+    ip_done = network(c, undo)                 # its veth pair and netns
     try:
         # bash: mkdir -p "$container_path/$uuid"/{lower,upper,work,merged} && cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null && \
         for sub in (c.lower, c.upper, c.work, c.merged):
@@ -730,6 +702,49 @@ def setup(c, cmd, undo):
           'memory.limit_in_bytes=%d' % (mem_limit * 1000000), *pids)
 
 
+def network(c, undo):
+    """The container's network (setup(); start() makes it again): its veth
+    pair, its netns, its address. A function that waits for the last `ip`
+    is returned (see run())."""
+    uuid = c.id
+    ip, mac = address(uuid)
+    veth0, veth1, netns = c.veth0, c.veth1, c.netns
+    # A veth pair is a cable with two ends: veth0 stays on the host and joins
+    # bridge br1; veth1 moves into the container's own network namespace.
+    # (Each group of `ip` commands runs in one `ip -batch` process; the trace
+    # still shows each command as the bash runs it.)
+    undo.push('ip link del ' + veth0, lambda: delete(lambda: link_exists(veth0), 'ip', 'link', 'del', 'dev', veth0))
+    undo.push('ip netns del ' + netns, lambda: delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', netns))
+    ip_batch(None, [
+        # bash: ip link add dev veth0_"$uuid" type veth peer name veth1_"$uuid"
+        ['link', 'add', 'dev', veth0, 'type', 'veth', 'peer', 'name', veth1],
+        # bash: ip link set dev veth0_"$uuid" up
+        ['link', 'set', 'dev', veth0, 'up'],
+        # bash: ip link set veth0_"$uuid" master br1
+        ['link', 'set', veth0, 'master', 'br1'],
+        # bash: ip netns add netns_"$uuid"
+        ['netns', 'add', netns],
+        # bash: ip link set veth1_"$uuid" netns netns_"$uuid"
+        ['link', 'set', veth1, 'netns', netns]])
+    explain('veth', uuid)
+    # (while this ip works, the lower layer is made below)
+    ip_done = ip_batch(netns, [
+        # bash: ip netns exec netns_"$uuid" ip link set dev lo up
+        ['link', 'set', 'dev', 'lo', 'up'],
+        # bash: ip netns exec netns_"$uuid" ip link set veth1_"$uuid" address 02:42:ac:11:00"$mac"
+        ['link', 'set', veth1, 'address', '02:42:ac:11:00' + mac],
+        # bash: ip netns exec netns_"$uuid" ip addr add 172.18.0."$ip"/24 dev veth1_"$uuid"
+        ['addr', 'add', '172.18.0.%s/24' % ip, 'dev', veth1],
+        # bash: ip netns exec netns_"$uuid" ip link set dev veth1_"$uuid" up
+        ['link', 'set', 'dev', veth1, 'up'],
+        # bash: ip netns exec netns_"$uuid" ip route add default via 172.18.0.1
+        ['route', 'add', 'default', 'via', '172.18.0.1']], wait=False)
+    if explaining():                           # which looks at each step in turn
+        ip_done()
+    explain('netns', uuid)
+    return ip_done
+
+
 def cgset(uuid, *knobs):
     """`cgset -r KNOB UUID` for each knob, in one cgset process (it takes
     several -r), traced as one line each, as the bash runs them."""
@@ -774,7 +789,8 @@ def execute(c, cmd, signals):
             'unshare', '-fmuip', '--mount-proc',
             *enter_argv(c.merged), '/bin/sh', '-c', cmd]
     logged = c.log
-    log = open(logged, 'wb')                   # before the command: it never runs unlogged
+    # before the command: it never runs unlogged (start: the log goes on)
+    log = open(logged, 'ab' if getattr(c, 'again', False) else 'wb')
     # diverges (row 36): a signal to the run is passed on to the container's pid 1,
     # which gets a grace to end, then is killed; see Signals.
     chain = []
@@ -786,7 +802,8 @@ def execute(c, cmd, signals):
         try:
             proc = command(argv, shown=[argv, ['tee', logged]]).popen(
                 stdin=relay.theirs.fileno() if relay else None,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                **({'preexec_fn': die_with_parent} if wanted(c.detach) else {}))
             chain.append(proc)
             started(uuid)
             if relay:
@@ -908,6 +925,8 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
 
 
 def bocker_logs(*args):  #HELP View logs from a container:\nBOCKER logs <container_id>
+    if args[:1] == ('-f',):                    # beyond the bash: follow it (follow_logs())
+        return follow_logs(*args[1:])
     need(args, 1, 'bocker_logs')
     uuid = args[0]
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
@@ -1025,6 +1044,81 @@ def commands():
 # dispatch() at once (commands()), and "(beyond the bash)" marks it so in help.
 # docs/HACKING.md has the checklist for adding one.
 
+def bocker_stop(*args):  #HELP Stop a running container, which stays (beyond the bash):\nBOCKER stop [-t <seconds>] <container_id or name>
+    """SIGTERM to the container's pid 1, the grace (-t, else --STOP_TIMEOUT,
+    10 s, as `docker stop`), then SIGKILL to every process of it; then the
+    end a run has (veth and netns deleted; directory, mount, cgroups, log
+    kept). A container that does not run: its id, status 0, as Docker's."""
+    import signal
+    grace = number('STOP_TIMEOUT', '10')
+    args = list(args)
+    if args[:1] == ['-t']:
+        if len(args) < 2 or not args[1].isdigit():
+            fail('stop: -t needs a number of seconds')
+        grace, args = int(args[1]), args[2:]
+    need(args, 1, 'bocker_stop')
+    uuid = args[0]
+    need_container(uuid)
+    need_modules('plumbum')
+    pid = container_pid(uuid)
+    if pid:
+        try:
+            os.kill(int(pid), signal.SIGTERM)  # pid 1 gets it only if it handles it (pid_namespaces(7))
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + grace
+        while container_pid(uuid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop(uuid)                             # SIGKILL to what is left, and wait for its run
+    if pid or supervised(uuid) or netns_exists(uuid):
+        end_of_container(uuid)
+    say(uuid)
+    return 0
+
+
+def bocker_start(*args):  #HELP Start a stopped container again, detached (beyond the bash):\nBOCKER start <container_id or name>
+    """Its command again, in its own root (its upper layer kept), with its
+    address, limits and log (appended to), under a supervisor as `run -d`."""
+    need(args, 1, 'bocker_start')
+    uuid = args[0]
+    need_container(uuid)
+    need_modules('plumbum')
+    need_bridge()
+    need_libseccomp()
+    lock = supervisor_lock(uuid)
+    if lock is None or container_pid(uuid):
+        fail('container %s is running' % uuid)
+    c = Container.load(uuid)
+    c.detach, c.again = True, True
+    for field in ('cpu_share', 'mem_limit', 'pids_limit'):
+        if getattr(c, field) is not None:
+            setattr(c, field, int(getattr(c, field)))
+    cmd = read(c.cmd_file)
+    signals = Signals()
+    starting(uuid)                             # an rm waits until it has started (starting())
+    undo = Undo()
+    try:
+        restart(c, undo)
+    except (Exit, OSError, KeyboardInterrupt):
+        undo.all()
+        os.close(lock)
+        raise
+    return detach(c, cmd, signals, lock)
+
+
+def bocker_ls(*args):  #HELP List containers with their name, state and address (beyond the bash):\nBOCKER ls
+    """What `docker ps -a` shows: every container, running or not. (The
+    bash's `ps` takes any arguments and ignores them, so `ps -a` already
+    means plain `ps`, and stays so.)"""
+    sweep()
+    rows = [['CONTAINER_ID', 'NAME', 'STATUS', 'ADDRESS', 'COMMAND']]
+    rows += [status_line(ps) for ps in listing(container_path, 'ps_')]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        say('  '.join(cell.ljust(width) for cell, width in zip(row, widths)) + '  ' + row[4])
+    return 0
+
+
 # run's flags, as Docker spells them, between `run` and the image id, where the
 # bash takes the first word as an image id and refuses it ("No image named '-d'
 # exists"): so no invocation that works with the bash means anything else here.
@@ -1109,6 +1203,7 @@ def dispatch(argv):
         return 1
     # bash: case $1 in
     if args[0] in commands():
+        args = by_names(args)                  # beyond the bash: a container's name for its id
         # bash: pull|init|rm|images|ps|run|exec|logs|commit) bocker_"$1" "${@:2}" ;;
         return globals()['bocker_' + args[0]](*args[1:])
     # bash: *) bocker_help "$0" ;;
@@ -2331,6 +2426,309 @@ class Relay:
         signal.signal(signal.SIGWINCH, self.winch)
 
 
+# --- A container you can work with: detached runs, stop, start, names (issue 28) ----
+# `run -d` gives the container's command to a supervisor, a process of bocker's
+# that outlives the run (as podman's conmon): it writes the container's output
+# to its log, waits for its end, then cleans up as a foreground run does (the
+# veth and the netns go; the directory, its mount and cgroups stay for `logs`,
+# `commit`, `start` and `rm`) and notes the status in the state file. The
+# supervisor holds a lock (flock(2)) on ps_N/ps_N.lock while it lives: that is
+# how `start`, `logs -f` and `ls` know a detached container runs, and why two
+# `start`s cannot both start it. A name (`run --name NAME`) is a symlink
+# names/NAME -> ps_N in the store, so the bash's commands still find ps_N
+# directories only, and the name works wherever an id does (by_names()).
+
+names_path = '/var/lib/bocker/names'
+NAME_CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-'
+NAMED = ('exec', 'logs', 'commit', 'rm', 'stop', 'start')   # the commands that take an id
+
+
+def a_name(name):
+    """--name NAME, as Docker allows one: a letter or digit, then letters,
+    digits, `_`, `.` and `-` (so never `..`, `/` or a space), at most 64,
+    and not an id bocker makes (ps_N, img_N)."""
+    if not name or len(name) > 64 or not name[0].isalnum() or not name.isascii() or \
+            any(ch not in NAME_CHARS for ch in name) or well_formed(name):
+        fail("'%s' is not a valid container name: a letter or digit, then letters, digits, "
+             "'_', '.' or '-' (not an id like ps_N)" % q(name))
+    return name
+
+
+def named(name):
+    """The container a name stands for, or None: names/NAME's target, if
+    that container is still there and was given this name (a ps_N used
+    again after an rm is another container)."""
+    try:
+        uuid = os.readlink('%s/%s' % (names_path, name))
+    except OSError:
+        return None
+    if well_formed(uuid) and uuid.startswith('ps_') and Container.load(uuid).name == name \
+            and os.path.isdir(Container(uuid).dir):
+        return uuid
+    return None
+
+
+def by_names(args):
+    """The command's words with a container's name in place of its id (the
+    first word after the command's own flags), for the commands in NAMED.
+    A word that names no container is left as it is: the command refuses it
+    in its own words. Without names (the bash's store) nothing changes."""
+    args = list(args)
+    if not args or args[0] not in NAMED or not os.path.isdir(names_path):
+        return args
+    at = 1
+    while at < len(args) and args[at][:1] == '-':
+        at += 2 if args[0] == 'stop' and args[at] == '-t' else 1
+    if at < len(args) and not well_formed(args[at]):
+        args[at] = named(args[at]) or args[at]
+    return args
+
+
+def name_free(name):
+    """Refuse a taken name before run makes anything."""
+    if name is not None and named(name):
+        fail("the name '%s' is taken by %s" % (name, named(name)))
+
+
+def claim_name(c, undo):
+    """names/NAME -> ps_N, made at once (symlink(2) fails if it exists): of
+    two runs given one name, one gets it. A link whose container is gone
+    is taken over."""
+    if c.name is None:
+        return
+    os.makedirs(names_path, exist_ok=True)
+    link = '%s/%s' % (names_path, c.name)
+    for _ in range(2):
+        try:
+            os.symlink(c.id, link)
+            undo.push('rm ' + link, lambda: os.unlink(link))
+            return
+        except FileExistsError:
+            if named(c.name):
+                fail("the name '%s' is taken by %s" % (c.name, named(c.name)))
+            try:
+                os.unlink(link)                # its container is gone
+            except FileNotFoundError:
+                pass
+    fail("the name '%s' is taken" % c.name)
+
+
+def drop_names(uuid):
+    """rm: the names that stand for this container go with it."""
+    try:
+        names = os.listdir(names_path)
+    except OSError:
+        return
+    for name in names:
+        link = '%s/%s' % (names_path, name)
+        try:
+            if os.readlink(link) == uuid:
+                os.unlink(link)
+        except OSError:
+            pass
+
+
+def supervisor_lock(uuid, wait=False):
+    """The lock a detached container's supervisor holds while it lives
+    (ps_N/ps_N.lock, flock(2)): a descriptor holding it, or None if a
+    supervisor holds it."""
+    import fcntl
+    fd = os.open(Container(uuid).path(uuid + '.lock'), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def supervised(uuid):
+    """Does a supervisor run this container now?"""
+    if not os.path.exists(Container(uuid).path(uuid + '.lock')):
+        return False
+    fd = supervisor_lock(uuid)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+def runs(uuid):
+    """Does the container run: its pid 1 in its root, or its supervisor alive?"""
+    return bool(container_pid(uuid)) or supervised(uuid)
+
+
+def detach(c, cmd, signals, lock):
+    """run -d, start: fork the supervisor (supervise()), wait until the
+    container's pid 1 is in its root (so an `exec` right after finds it)
+    or has already ended, print its id and return: the supervisor, in a
+    session of its own (setsid(2)), lives on. The lock is the supervisor's
+    from here (a forked child shares the open file and its flock)."""
+    import select
+    ready_r, ready_w = os.pipe()
+    flush()
+    pid = os.fork()
+    if pid == 0:                               # the supervisor
+        os.close(ready_r)
+        code = 1
+        try:
+            code = supervise(c, cmd, signals, ready_w)
+        except Exit as e:
+            code = e.code
+        except BaseException as e:             # noqa: B036: no caller to tell; its log says it
+            import traceback
+            traceback.print_exception(e)
+        finally:
+            flush()
+            os._exit(code)
+    os.close(ready_w)
+    os.close(lock)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not container_pid(c.id):
+        if select.select([ready_r], [], [], 0.02)[0]:
+            break                              # the supervisor is done: it ended already
+    os.close(ready_r)
+    say(c.id)
+    return 0
+
+
+def die_with_parent(libc=None):
+    """PR_SET_PDEATHSIG (prctl(2)): SIGKILL to us when our parent ends,
+    kept across execve(2). The supervisor starts the container's chain so
+    (its unshare dies with it), and the container's pid 1 (tie_to_supervisor())
+    dies with that unshare: a supervisor killed leaves no container running
+    unseen, with nobody writing its log."""
+    import ctypes
+    import signal
+    (libc or ctypes.CDLL(None, use_errno=True)).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def tie_to_supervisor(root, libc):
+    """enter()'s step for a detached container (run -d, start: the state
+    file says so): pid 1 dies with its parent, the unshare the supervisor
+    started (die_with_parent()). Right after own_session(): early, and
+    before the host's files go."""
+    if wanted(Container.load(os.path.basename(os.path.dirname(root))).detach):
+        die_with_parent(libc)
+
+
+def supervise(c, cmd, signals, ready):
+    """The supervisor: the container's command run as a foreground run runs
+    it (execute()), its output to the log alone; then the same end as a
+    run's (the veth and netns deleted), and what it did noted in the state
+    file (finished, status). Nothing of the caller's: its own session, no
+    terminal, stdin and stdout /dev/null; its own errors, if any, go to the
+    end of the log."""
+    os.setsid()
+    OPTIONS['TRACE'] = ''                      # --TRACE showed the run's commands, not these
+    null = os.open('/dev/null', os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(null, fd)
+    os.close(null)
+    errors = os.open(c.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    os.dup2(errors, 2)
+    os.close(errors)
+    c.supervisor, c.started, c.finished, c.status = os.getpid(), int(time.time()), None, None
+    c.save()
+    code = None
+    try:
+        code = execute(c, cmd, signals)
+    finally:
+        os.close(ready)
+        delete(lambda: link_exists(c.veth0), 'ip', 'link', 'del', 'dev', c.veth0)
+        delete(lambda: netns_exists(c.id), 'ip', 'netns', 'del', c.netns)
+        c.finished = int(time.time())
+        c.status = docker_status(c, code or 0) if code is not None else 137
+        try:
+            c.save()
+        except OSError:                        # an rm took the container meanwhile
+            pass
+    return 0
+
+
+def end_of_container(uuid):
+    """What stop does once the container has ended: wait for its supervisor
+    (it cleans up), and clean up in its place where there is none (a
+    foreground run killed with kill -9, a supervisor killed)."""
+    c = Container.load(uuid)
+    fd = None
+    for _ in range(300):
+        fd = supervisor_lock(uuid)
+        if fd is not None:
+            break
+        time.sleep(0.01)
+    try:
+        delete(lambda: link_exists(c.veth0), 'ip', 'link', 'del', 'dev', c.veth0)
+        delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', c.netns)
+        c = Container.load(uuid)
+        if c.status is None and c.detach is not None:
+            c.finished, c.status = int(time.time()), 137
+            c.save()
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def restart(c, undo):
+    """start: what the end of a run took away, made again: its veth and
+    netns (the same address: it comes from the id), and its root mounted
+    again if it was not (after a reboot). Its upper layer, command, cgroups
+    and log are kept."""
+    # what a supervisor killed (kill -9) could not clean up
+    delete(lambda: link_exists(c.veth0), 'ip', 'link', 'del', 'dev', c.veth0)
+    delete(lambda: netns_exists(c.id), 'ip', 'netns', 'del', c.netns)
+    ip_done = network(c, undo)
+    ip_done()
+    if not mounted(c.merged):
+        run('mount', '-t', 'overlay', 'overlay', '-o',
+            'lowerdir=%s,upperdir=%s,workdir=%s' % (c.lower, c.upper, c.work), c.merged)
+        undo.push('umount ' + c.merged, lambda: run('umount', c.merged, check=False))
+    if not os.path.isdir(cgroup_dir(c.id) or ''):
+        fail('container %s has no cgroups left: it cannot start (rm it)' % c.id)
+
+
+def follow_logs(*args):
+    """logs -f ID: the log so far, then what is written to it, until the
+    container has ended (its supervisor or its run gone, its pid 1 gone)."""
+    need(args, 1, 'bocker_logs')
+    uuid = args[0]
+    need_container(uuid)
+    flush()
+    out = sys.stdout.buffer
+    with open(Container(uuid).log, 'rb') as f:
+        while True:
+            alive = runs(uuid)
+            chunk = f.read()
+            if chunk:
+                out.write(chunk)
+                out.flush()
+            elif not alive:
+                return 0
+            else:
+                time.sleep(0.1)
+
+
+def status_line(uuid):
+    """ls's columns for a container: its name, state (running since, or
+    exited with its status since), address and command."""
+    c = Container.load(uuid)
+    when = lambda t: time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(int(t)))   # noqa: E731
+    if runs(uuid):
+        state = 'running' + (' since %s' % when(c.started) if c.started else '')
+    elif c.status is not None:
+        state = 'exited (%s)%s' % (c.status, ' since %s' % when(c.finished) if c.finished else '')
+    else:
+        state = 'exited'
+    try:
+        cmd = read(c.cmd_file)
+    except OSError:
+        cmd = ''
+    return [uuid, c.name or '-', state, '172.18.0.%s' % address(uuid)[0], cmd]
+
+
+RUN_FLAGS.update({'-d': ('detach', None), '--name': ('name', a_name)})
+
+
 # --- Entering a container: the step in place of the bash's chroot -----------------
 # run's last step (`bocker.py __enter__ ROOT CMD...`, started by unshare as the
 # container's pid 1) and exec's (`bocker.py __join__ PID CMD...`, started by
@@ -2382,6 +2780,7 @@ MOUNT_POINTS = ('dev', 'sys')
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
 MNT_DETACH = 2
 PR_SET_CHILD_SUBREAPER, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 36, 24, 38
+PR_SET_PDEATHSIG = 1
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 KEYCTL_JOIN_SESSION_KEYRING = 1
 CLONE_NEWNS, CLONE_NEWCGROUP = 0x00020000, 0x02000000
@@ -2405,6 +2804,7 @@ def enter(root, *argv):
     libc, seccomp = c_libraries()              # first: the host's files are still in reach
     default_signals()
     own_session(libc)
+    tie_to_supervisor(root, libc)              # run -d: it ends if its supervisor is killed
     mount = mounter(libc)
     remount_nodev(root, mount)                 # before anything is mounted below it
     make_proc(root + '/proc', mount)

@@ -1,0 +1,152 @@
+"""A container you can work with (issue 28), part 2: detached runs (`run -d`),
+`stop`, `start`, names, `logs -f` and `ls` (what `docker ps -a` shows).
+
+Cases after podman's test/system 050-stop.bats, 045-start.bats and
+035-logs.bats, and moby's integration-cli docker_cli_start_test.go: each from a
+fresh sandbox, through bocker.sh as a black box.
+"""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import BOCKER, CONTAINERS
+
+pytestmark = pytest.mark.flavours
+SERVER = 'echo up; trap "echo got TERM; exit 7" TERM; while :; do sleep 0.1; done'
+
+
+def detached(box, img, *args, cmd=SERVER):
+    r = box.bocker('run', '-d', *args, img, cmd)
+    assert r.code == 0 and r.err == '', r
+    (uuid,) = r.out.split()
+    assert uuid in box.containers()
+    return uuid
+
+
+def ls(box):
+    """`ls`'s rows as {id: [name, status, address, command]}."""
+    lines = box.bocker('ls').out.splitlines()
+    assert lines[0].split() == ['CONTAINER_ID', 'NAME', 'STATUS', 'ADDRESS', 'COMMAND']
+    rows = {}
+    for line in lines[1:]:
+        uuid, name, rest = line.split(None, 2)
+        rows[uuid] = [name, rest]
+    return rows
+
+
+def until(what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, 'waited %d s' % timeout
+        time.sleep(0.05)
+
+
+def test_run_d_prints_the_id_and_the_container_runs_on(box, busybox):
+    """The id at once; exec finds it running right away; its output in
+    its log; ls says running, with its name and address; the bash's ps
+    prints its two columns as ever."""
+    img = box.init(busybox)
+    uuid = detached(box, img, '--name', 'web')
+    assert box.bocker('exec', uuid, 'hostname').code == 0
+    assert box.bocker('exec', 'web', 'cat', '/proc/1/cmdline').out.startswith('/bin/sh')
+    until(lambda: box.bocker('logs', 'web').out == 'up\n')
+    row = ls(box)[uuid]
+    assert row[0] == 'web' and row[1].startswith('running since ')
+    assert ' 172.18.0.%d ' % int(uuid[-3:]) in row[1]
+    assert box.bocker('ps').out == 'CONTAINER_ID\t\tCOMMAND\n%s\t\t%s\n' % (uuid, SERVER)
+    assert box.netns() == ['netns_' + uuid]
+
+
+def test_stop_start_and_rm_by_name(box, busybox):
+    """stop: SIGTERM to pid 1 (its trap says so), the container stays
+    (exited (7) in ls), its veth and netns gone as after a run; start:
+    the same command again in the same root (a file it wrote is there),
+    the log goes on; rm by name takes it and its name."""
+    img = box.init(busybox)
+    uuid = detached(box, img, '--name', 'web')
+    until(lambda: 'up' in box.bocker('logs', uuid).out)
+    assert box.bocker('exec', 'web', 'sh', '-c', 'echo kept > /kept').code == 0
+    r = box.bocker('stop', 'web')
+    assert (r.out, r.code) == (uuid + '\n', 0), r
+    assert ls(box)[uuid][1].startswith('exited (7) since ')
+    assert box.bocker('logs', 'web').out == 'up\ngot TERM\n'
+    assert box.netns() == [] and not [l for l in box.links() if uuid in l]
+    assert box.bocker('exec', 'web', 'true').out == "Container '%s' exists but is not running\n" % uuid
+    r = box.bocker('start', 'web')
+    assert (r.out, r.code) == (uuid + '\n', 0), r
+    assert box.bocker('exec', 'web', 'cat', '/kept').out == 'kept\n'
+    until(lambda: box.bocker('logs', 'web').out == 'up\ngot TERM\nup\n')
+    assert ls(box)[uuid][1].startswith('running')
+    r = box.bocker('rm', 'web')
+    assert (r.out, r.code) == ('Removed: %s\n' % uuid, 0), r
+    assert box.leftovers() == {}
+    assert box.ls('/var/lib/bocker/names') == []
+
+
+def test_stop_kills_after_the_grace_and_logs_f_follows_to_the_end(box, busybox):
+    """A pid 1 with no handler ignores SIGTERM (pid_namespaces(7)): killed
+    after -t seconds. logs -f, started before, prints all and ends with it."""
+    img = box.init(busybox)
+    uuid = detached(box, img, cmd='echo up; sleep 600')
+    follow = box.popen([BOCKER, 'logs', '-f', uuid], stdout=subprocess.PIPE)
+    try:
+        assert follow.stdout.readline() == b'up\n'
+        started = time.monotonic()
+        assert box.bocker('stop', '-t', '1', uuid).code == 0
+        assert time.monotonic() - started >= 1
+        assert follow.wait(timeout=20) == 0
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+        follow.wait()
+    assert ls(box)[uuid][1].startswith('exited (137)')
+
+
+def test_failure_paths(box, busybox):
+    """start of a running container, stop of a stopped one (its id, as
+    Docker), two starts at once (one wins), a taken or malformed name:
+    refused in one line, nothing made."""
+    img = box.init(busybox)
+    uuid = detached(box, img, '--name', 'web')
+    r = box.bocker('start', 'web')
+    assert (r.out, r.err, r.code) == ('', 'bocker.sh: container %s is running\n' % uuid, 1), r
+    assert box.bocker('stop', '-t', '0', 'web').code == 0
+    assert box.bocker('stop', 'web').out == uuid + '\n'
+    starts = [box.popen([BOCKER, 'start', 'web'], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+              for _ in range(2)]
+    results = sorted((p.wait(timeout=60), p.stdout.read(), p.stderr.read()) for p in starts)
+    for p in starts:
+        p.stdout.close()
+        p.stderr.close()
+    assert [code for code, _, _ in results] == [0, 1], results
+    assert results[1][2] == b'bocker.sh: container %s is running\n' % uuid.encode()
+    before = box.containers()
+    for name, err in (('web', "the name 'web' is taken by %s" % uuid),
+                      ('..', "'..' is not a valid container name"),
+                      ('a/b', "'a/b' is not a valid container name"),
+                      ('a b', "'a b' is not a valid container name"),
+                      ('', "'' is not a valid container name"),
+                      ('ps_42002', "'ps_42002' is not a valid container name")):
+        r = box.bocker('run', '--name', name, img, 'true')
+        assert r.code == 1 and r.out == '' and r.err.startswith('bocker.sh: ' + err), r
+        assert r.err.count('\n') == 1
+    assert box.containers() == before
+
+
+def test_a_killed_supervisor_ends_its_container(box, busybox):
+    """kill -9 of the supervisor: the container ends with it (none runs on
+    unseen), ls says exited, start runs it again, rm cleans everything."""
+    img = box.init(busybox)
+    uuid = detached(box, img)
+    state = box.read('%s/%s/%s.state' % (CONTAINERS, uuid, uuid))
+    supervisor = int([l for l in state.splitlines() if l.startswith('supervisor=')][0].split('=')[1])
+    os.kill(supervisor, signal.SIGKILL)
+    until(lambda: ls(box)[uuid][1].startswith('exited'))
+    assert box.bocker('exec', uuid, 'true').code == 1
+    assert box.bocker('start', uuid).code == 0
+    assert box.bocker('exec', uuid, 'true').code == 0
+    assert box.bocker('rm', uuid).code == 0
+    assert box.leftovers() == {}
