@@ -501,6 +501,7 @@ def bocker_ps(*args):  #HELP List containers:\nBOCKER ps
 
 def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <command>
     flags, args = run_flags(args)              # beyond the bash: Docker's, before the image id
+    need_a_terminal(flags)
     need(args, 2, 'bocker_run')
     image = args[0]
     # bash: uuid="ps_$(shuf -i 42002-42254 -n 1)"
@@ -897,6 +898,7 @@ ENTER = 'import sys;sys.path[:0]=sys.argv[1:2];import bocker;sys.exit(bocker.mai
 def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER exec <container_id> <command>
     import re
     flags, args = run_flags(args, EXEC_FLAGS)  # beyond the bash: Docker's -t, -i first
+    need_a_terminal(flags)
     need(args, 2, 'bocker_exec')
     uuid = args[0]
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
@@ -2293,6 +2295,17 @@ def drain(wake, ready):
 # foreground run keeps it anyway). exec takes the same two (EXEC_FLAGS).
 RUN_FLAGS.update({'-t': ('tty', None), '-i': ('interactive', None)})
 EXEC_FLAGS = {'-t': ('tty', None), '-i': ('interactive', None)}
+
+
+def need_a_terminal(flags):
+    """-i with -t relays the caller's terminal: refused, as Docker refuses
+    it, when stdin is none (a pipe, a file), where no end of input could be
+    told apart from keys the container's shell has not read yet (a shell
+    that sets up its terminal flushes what came before). -t alone needs none.
+    A detached run (-d) reads nothing."""
+    if wanted(flags.get('interactive')) and wanted(flags.get('tty')) and \
+            not wanted(flags.get('detach')) and not os.isatty(0):
+        fail('the input device is not a TTY: -it needs a terminal (-t alone does not)')
 
 
 def exec_terminal(argv, flags):

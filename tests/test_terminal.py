@@ -85,13 +85,15 @@ def test_run_it_gives_a_shell_on_a_terminal_of_its_own(box, busybox):
         term.close()
 
 
-def test_run_it_from_a_pipe_still_runs_and_logs(box, busybox):
-    """stdin no terminal (a script feeding it): the lines go to the
-    container's terminal, its end as ^D; the command sees a terminal."""
+def test_run_it_needs_a_terminal(box, busybox):
+    """-it from a pipe: refused in one line, as Docker refuses it, nothing made."""
     img = box.init(busybox)
-    r = box.bocker('run', '-it', img, 'sh', stdin=b'tty\nexit 4\n')
-    assert r.code == 4, r
-    assert '/dev/pts/0' in r.out
+    for args in (('run', '-it', img, 'sh'), ('exec', '-it', 'ps_42002', 'sh')):
+        r = box.bocker(*args, stdin=b'tty\n')
+        assert (r.out, r.code) == ('', 1), r
+        assert r.err == 'bocker.sh: the input device is not a TTY: -it needs a terminal ' \
+            '(-t alone does not)\n'
+    assert box.containers() == []
 
 
 def test_run_t_without_i_reads_no_stdin(box, busybox):
