@@ -2739,6 +2739,75 @@ def status_line(uuid):
     return [uuid, c.name or '-', state, '172.18.0.%s' % address(uuid)[0], cmd]
 
 
+# --EXPLAIN blocks for issue 28, for the lead's registry (not wired in here:
+# that section is being rewritten). Each: (title, what, man), and a reader of
+# what the kernel holds, returning the `kernel` lines.
+EXPLAIN_ISSUE28 = {
+    'terminal': ('a terminal of its own (run -t)',
+                 "pid 1 opened a pty pair through its own devpts's ptmx, made the slave its "
+                 'controlling terminal in a session of its own and its stdin, stdout and stderr, '
+                 'and sent the master to bocker, which relays it to your terminal (raw mode)',
+                 'pts(4), ioctl_tty(2) TIOCSCTTY, unix(7) SCM_RIGHTS, termios(3)'),
+    'supervisor': ('a supervisor of its own (run -d, start)',
+                   "bocker's supervisor, in a session of its own, holds the container's "
+                   'output pipe and its lock; the container dies with it (PR_SET_PDEATHSIG)',
+                   'setsid(2), prctl(2) PR_SET_PDEATHSIG, flock(2)'),
+    'stop': ('stopped (stop)', 'SIGTERM to pid 1, the grace, then SIGKILL to what was left',
+             'kill(2), signal(7), pid_namespaces(7)'),
+}
+
+
+def explain_terminal(uuid):
+    """The kernel lines of 'terminal': pid 1's session and controlling
+    terminal (proc(5): /proc/PID/stat's session and tty_nr: major 136+ is a
+    pty slave, unix98), what its fd 0 is (/dev/pts/N, as the container
+    sees it), and who holds the master (the run or the supervisor)."""
+    pid = container_pid(uuid)
+    if not pid:
+        return ['(not running)']
+    with open('/proc/%s/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    session, tty_nr = fields[3], int(fields[4])
+    major, minor = (tty_nr >> 8) & 0xfff, (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00)
+    lines = ['pid 1 (host pid %s): session %s, controlling terminal %d:%d (pts %d)'
+             % (pid, session, major, minor, minor),
+             'its fd 0: %s' % os.readlink('/proc/%s/fd/0' % pid)]
+    devpts = os.stat('/proc/%s/fd/0' % pid).st_dev
+    for holder in os.listdir('/proc'):
+        if not holder.isdigit():
+            continue
+        try:
+            fds = os.listdir('/proc/%s/fd' % holder)
+            for fd in fds:
+                # a ptmx of the same devpts instance (st_dev) as pid 1's terminal
+                if os.readlink('/proc/%s/fd/%s' % (holder, fd)).endswith('/ptmx') and \
+                        os.stat('/proc/%s/fd/%s' % (holder, fd)).st_dev == devpts:
+                    with open('/proc/%s/fdinfo/%s' % (holder, fd)) as f:
+                        if 'tty-index:\t%d' % minor in f.read():
+                            lines.append('the master: fd %s of pid %s' % (fd, holder))
+        except OSError:
+            continue
+    return lines
+
+
+def explain_supervisor(uuid):
+    """The kernel lines of 'supervisor': its pid, its session (its own), and
+    that it holds ps_N.lock (flock(2): /proc/locks lists the lock's inode)."""
+    c = Container.load(uuid)
+    pid = str(c.supervisor or '')
+    if not running(pid):
+        return ['(no supervisor: the container %s)' % ('runs' if container_pid(uuid) else 'ended')]
+    with open('/proc/%s/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    lines = ['supervisor: pid %s, session %s (its own: %s)' % (pid, fields[3], fields[3] == pid)]
+    inode = os.stat(c.path(uuid + '.lock')).st_ino
+    with open('/proc/locks') as f:
+        held = [l.split() for l in f if l.split()[5].endswith(':%d' % inode)]
+    lines += ['flock on %s.lock: held (taken by pid %s, the run or start that forked it)'
+              % (uuid, l[4]) for l in held]
+    return lines
+
+
 RUN_FLAGS.update({'-d': ('detach', None), '--name': ('name', a_name)})
 
 

@@ -8,6 +8,7 @@ fresh sandbox, through bocker.sh as a black box.
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -58,6 +59,9 @@ def test_run_d_prints_the_id_and_the_container_runs_on(box, busybox):
     assert ' 172.18.0.%d ' % int(uuid[-3:]) in row[1]
     assert box.bocker('ps').out == 'CONTAINER_ID\t\tCOMMAND\n%s\t\t%s\n' % (uuid, SERVER)
     assert box.netns() == ['netns_' + uuid]
+    r = box.bocker('commit', 'web', 'img_1')   # as of a foreground run's: frozen, copied
+    assert (r.out, r.code) == ('Created: img_1\n', 0), r
+    assert ls(box)[uuid][1].startswith('running')
 
 
 def test_stop_start_and_rm_by_name(box, busybox):
@@ -150,3 +154,25 @@ def test_a_killed_supervisor_ends_its_container(box, busybox):
     assert box.bocker('exec', uuid, 'true').code == 0
     assert box.bocker('rm', uuid).code == 0
     assert box.leftovers() == {}
+
+
+def test_what_the_kernel_holds_for_explain(box, busybox):
+    """The readers of issue 28's --EXPLAIN blocks (explain_terminal,
+    explain_supervisor): pid 1 leads its own session with pts 0 of its own
+    devpts as its terminal, the supervisor (its own session) holds the
+    master and the lock."""
+    img = box.init(busybox)
+    uuid = detached(box, img, '-t', cmd='sleep 600')
+    code = ('import sys; sys.path.insert(0, %r); import bocker; '
+            'print("\\n".join(bocker.explain_terminal(%r) + bocker.explain_supervisor(%r)))'
+            % (os.path.dirname(BOCKER), uuid, uuid))
+    r = box._run([sys.executable, '-c', code])
+    lines = r.out.splitlines()
+    assert r.code == 0 and len(lines) == 5, r
+    pid1 = lines[0].split()[4].rstrip('):')
+    assert lines[0] == 'pid 1 (host pid %s): session %s, controlling terminal 136:0 (pts 0)' % (pid1, pid1)
+    assert lines[1] == 'its fd 0: /dev/pts/0'
+    supervisor = lines[3].split()[2].rstrip(',')
+    assert lines[2].startswith('the master: fd ') and lines[2].endswith(' of pid ' + supervisor)
+    assert lines[3] == 'supervisor: pid %s, session %s (its own: True)' % (supervisor, supervisor)
+    assert lines[4].startswith('flock on %s.lock: held' % uuid)
