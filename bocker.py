@@ -1006,6 +1006,7 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
 def bocker_help(prog):  #HELP Display this message:\nBOCKER help
     # bash: sed -n "s/^.*#HELP\\s//p;" < "$1" | sed "s/\\\\n/\n\t/g;s/$/\n/;s!BOCKER!${1/!/\\!}!g"
     # diverges (row 20): the program's name put in literally (sed mangled & and \)
+    # diverges (row 50): and bocker.py's own commands after the bash's, marked (beyond the bash)
     sys.stdout.write(''.join(text.replace('BOCKER', prog) + '\n\n' for text in _help_lines().values()))
     return 0
 
