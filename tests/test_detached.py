@@ -176,3 +176,34 @@ def test_what_the_kernel_holds_for_explain(box, busybox):
     assert lines[2].startswith('the master: fd ') and lines[2].endswith(' of pid ' + supervisor)
     assert lines[3] == 'supervisor: pid %s, session %s (its own: True)' % (supervisor, supervisor)
     assert lines[4].startswith('flock on %s.lock: held' % uuid)
+
+
+def test_a_full_disk_for_the_log_ends_the_container_without_a_hang(busybox):
+    """The store fills while the supervisor writes a flood of output to the
+    log: the supervisor ends (ENOSPC), its container with it; ls says
+    exited, rm takes everything. Nothing waits for ever."""
+    from conftest import Box
+    from sandbox import Sandbox
+    with Sandbox(store_size='24m') as sb:
+        box = Box(sb)
+        img = box.init(busybox)
+        uuid = detached(box, img, cmd='yes flood')
+        until(lambda: ls(box)[uuid][1].startswith('exited'), timeout=60)
+        assert box.bocker('exec', uuid, 'true').code == 1
+        r = box.bocker('rm', uuid)
+        assert r.code == 0, r
+        assert box.leftovers() == {}
+
+
+def test_start_runs_a_plain_runs_container_again(box, busybox):
+    """A container of a plain foreground run (no state of a supervisor):
+    start runs its command again, detached; the log goes on; ls says
+    exited (0) once it ended, and its network is gone again."""
+    img = box.init(busybox)
+    uuid, r = box.run_container(img, 'echo hi from $(hostname)')
+    assert r.out.startswith('hi from ') and r.code == 0, r
+    assert ls(box)[uuid][1].startswith('exited ')      # its status unknown: `exited`
+    assert box.bocker('start', uuid).out == uuid + '\n'
+    until(lambda: ls(box)[uuid][1].startswith('exited (0) since '))
+    assert box.bocker('logs', uuid).out == r.out * 2
+    assert box.netns() == []
