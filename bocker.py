@@ -838,7 +838,7 @@ def tee(proc, log, signals, relay=None):
         log.write(chunk)
         log.flush()
     # beyond the bash (-t): also the container's terminal, while it lasts (Relay)
-    while reading or proc.poll() is None or relay and not relay.done:
+    while reading or proc.poll() is None:
         extra = relay.reading() if relay else []
         ready, writable = select.select([fd if reading else pidfd, signals.wake] + extra,
                                         relay.writing() if relay else [], [],
@@ -865,6 +865,8 @@ def tee(proc, log, signals, relay=None):
             shown[0] = False
         log.write(chunk)
         log.flush()
+    if relay:                                  # what the container's terminal still holds
+        relay.drain(show)
     os.close(pidfd)
 
 
@@ -2188,7 +2190,7 @@ def spawn_exec(argv, relay=None):
         if relay:                              # beyond the bash (exec -t): see Relay
             relay.started()
         pidfd = os.pidfd_open(proc.pid)
-        while proc.poll() is None or signals.code and commands() or relay and not relay.done:
+        while proc.poll() is None or signals.code and commands():
             ready, writable = select.select([pidfd, signals.wake] + (relay.reading() if relay else []),
                                             relay.writing() if relay else [], [],
                                             signals.timeout())[:2]
@@ -2197,6 +2199,8 @@ def spawn_exec(argv, relay=None):
                 drain(signals.wake, ready)
                 relay.step(ready, writable, show)
             reap([pid for pid in children(me) if pid != proc.pid])
+        if relay:                              # not waiting for a process it left holding the terminal
+            relay.drain(show)
     finally:
         if relay:
             relay.close()
@@ -2359,10 +2363,6 @@ class Relay:
     def writing(self):
         return [self.master] if self.master is not None and self.pending else []
 
-    @property
-    def done(self):
-        return self.mine is None and self.master is None
-
     def step(self, readable, writable, show):
         """Do what select(2) found ready; show(bytes) writes the container's
         output out."""
@@ -2395,11 +2395,33 @@ class Relay:
             except BlockingIOError:
                 pass
 
+    def drain(self, show):
+        """The command has ended: show what its terminal still holds, without
+        waiting (a process it left in the background may hold it open)."""
+        if self.mine is not None:
+            self.mine.setblocking(False)
+            try:
+                self.receive()
+            except BlockingIOError:
+                pass
+        while self.master is not None:
+            try:
+                chunk = os.read(self.master, 65536)
+            except BlockingIOError:
+                break
+            except OSError:                    # EIO: every slave closed
+                chunk = b''
+            if not chunk:
+                break
+            show(chunk)
+
     def receive(self):
         """The master from the container's pid 1 (or nothing: it ended first)."""
         import socket
         try:
             _msg, fds, _flags, _addr = socket.recv_fds(self.mine, 16, 1)
+        except BlockingIOError:
+            raise
         except OSError:
             fds = []
         self.mine.close()

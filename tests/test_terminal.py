@@ -116,8 +116,9 @@ def test_a_plain_run_keeps_the_bashs_ways(box, busybox):
 def test_exec_it_enters_a_running_container_on_a_terminal(box, busybox):
     """`exec -it ID sh` into a running container: a terminal of the
     container's devpts (its /dev/pts lists it, not the host's), ctrl-C
-    interrupts the shell's command, `exit 6` ends the exec with 6, the
-    caller's terminal set back; the container runs on."""
+    interrupts the shell's command, `exit 6` ends the exec with 6 (a job it
+    left behind holding the terminal notwithstanding), the caller's terminal
+    set back; the container runs on."""
     run, uuid = running_container(box, busybox)
     try:
         term = Terminal(box, 'exec', '-it', uuid, 'sh')
@@ -129,8 +130,9 @@ def test_exec_it_enters_a_running_container_on_a_terminal(box, busybox):
             time.sleep(0.5)
             term.ctrl_c()
             assert typed(term, 'echo alive $((40 + 2))', 'alive 42')
-            typed(term, 'exit 6', 'exit 6')
-            assert term.wait() == 6, term.seen
+            # a job left in the background holds the terminal: exec ends all the same
+            typed(term, 'sleep 300 & exit 6', 'exit 6')
+            assert term.wait(timeout=20) == 6, term.seen
             assert lflag(term) == cooked
         finally:
             term.close()
