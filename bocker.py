@@ -533,6 +533,8 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
     signals = Signals()                         # from here a signal ends run cleanly
     uuid = new_container()
     c = Container(uuid, image=image, **limits, **flags)
+    if flags:                                   # beyond the bash: when it started, for ls
+        c.started = int(time.time())
     starting(uuid)                              # diverges (row 46): see starting()
     # (ip and mac: address(), in setup())
     # bash: cmd="${@:2}" && ip="$(echo "${uuid: -3}" | sed 's/0//g')" && mac="${uuid: -3:1}:${uuid: -2}"
@@ -559,7 +561,9 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
         explain('cleanup', uuid)
     if removed(STARTING[uuid]):                # diverges (row 46): rm stopped it
         fail('container %s was removed while it ran' % uuid, 137)
-    return docker_status(c, code) if flags else code
+    if flags:                                  # beyond the bash: its end, for ls
+        return note_end(c, code)
+    return code
 
 
 STARTING = {}                                   # uuid: its directory, open (starting())
@@ -2236,6 +2240,17 @@ def reap(pids):
 TIOCSCTTY, TIOCGPTPEER, TIOCSPTLCK = 0x540E, 0x5441, 0x40045431   # ioctl_tty(2), the uapi's asm-generic/ioctls.h
 
 
+def note_end(c, code):
+    """A flagged foreground run has ended: its status and when, in its state
+    file (for ls); the status it returns (docker_status())."""
+    c.finished, c.status = int(time.time()), docker_status(c, code)
+    try:
+        c.save()
+    except OSError:                            # an rm took it meanwhile
+        pass
+    return c.status
+
+
 def docker_status(c, code):
     """What a run given Docker's flags returns, as Docker's does: its command's
     status (`exit 3` in `run -it IMG sh`: 3; 128+N after signal N), where the
@@ -2688,7 +2703,7 @@ def end_of_container(uuid):
     foreground run killed with kill -9, a supervisor killed)."""
     c = Container.load(uuid)
     fd = None
-    for _ in range(300):
+    for _ in range(300 if os.path.exists(c.path(uuid + '.lock')) else 0):
         fd = supervisor_lock(uuid)
         if fd is not None:
             break

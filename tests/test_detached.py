@@ -207,3 +207,24 @@ def test_start_runs_a_plain_runs_container_again(box, busybox):
     until(lambda: ls(box)[uuid][1].startswith('exited (0) since '))
     assert box.bocker('logs', uuid).out == r.out * 2
     assert box.netns() == []
+
+
+def test_a_named_foreground_run_notes_its_end_and_stop_ends_a_plain_one(box, busybox):
+    """A foreground run given a flag returns its command's status and ls
+    shows it (exited (3)); stop ends a plain foreground run from outside
+    (its pid 1 killed after the grace), which exits as the bash's does (0)
+    and leaves what a run's end leaves, and no file of bocker.py's own."""
+    img = box.init(busybox)
+    r = box.bocker('run', '--name', 'three', img, 'exit 3')
+    assert r.code == 3, r
+    uuid = box.bocker('ls').out.split('\n')[1].split()[0]
+    assert ls(box)[uuid][0] == 'three' and ls(box)[uuid][1].startswith('exited (3) since ')
+    run = box.popen([BOCKER, 'run', img, 'touch /tmp/ready; sleep 600'], stdout=subprocess.DEVNULL)
+    plain = box.wait_ready()
+    assert ls(box)[plain][1] .startswith('running')
+    assert box.bocker('stop', '-t', '0', plain).out == plain + '\n'
+    assert run.wait(timeout=30) == 0
+    assert ls(box)[plain][1].startswith('exited ')
+    assert sorted(f for f in box.ls('%s/%s' % (CONTAINERS, plain)) if f.startswith('ps_')) == \
+        ['%s.cmd' % plain, '%s.log' % plain, '%s.state' % plain]
+    assert box.netns() == []
