@@ -1069,6 +1069,9 @@ def bocker_stop(*args):  #HELP Stop a running container, which stays (beyond the
     uuid = args[0]
     need_container(uuid)
     need_modules('plumbum')
+    # a run or start still starting it: until it has started (not held: a run
+    # that finds its directory's lock taken at its end thinks rm took it)
+    os.close(wait_for(Container(uuid).dir, uuid))
     pid = container_pid(uuid)
     if pid:
         try:
