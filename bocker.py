@@ -1154,7 +1154,6 @@ def run_flags(args, known=None):
             args[:1] = args[0].split('=', 1)
         flag = args.pop(0)
         field, parse = known[flag]
-        field, parse = RUN_FLAGS[flag]
         if parse is None:
             fields[field] = True
         elif not args:
