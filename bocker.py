@@ -808,7 +808,7 @@ def execute(c, cmd, signals):
             proc = command(argv, shown=[argv, ['tee', logged]]).popen(
                 stdin=relay.theirs.fileno() if relay else None,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                **({'preexec_fn': die_with_parent} if wanted(c.detach) else {}))
+                preexec_fn=tied_to_run)        # diverges (row 51): see tied_to_run()
             chain.append(proc)
             started(uuid)
             if relay:
@@ -2647,22 +2647,31 @@ def detach(c, cmd, signals, lock):
 
 def die_with_parent(libc=None):
     """PR_SET_PDEATHSIG (prctl(2)): SIGKILL to us when our parent ends,
-    kept across execve(2). The supervisor starts the container's chain so
-    (its unshare dies with it), and the container's pid 1 (tie_to_supervisor())
-    dies with that unshare: a supervisor killed leaves no container running
-    unseen, with nobody writing its log."""
+    kept across execve(2). A run or supervisor starts the container's chain
+    so (its unshare dies with it: tied_to_run()), and the container's pid 1
+    (tie_to_run()) dies with that unshare: a run or supervisor killed leaves
+    no container running unseen, with nobody writing its log."""
     import ctypes
     import signal
     (libc or ctypes.CDLL(None, use_errno=True)).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def tie_to_supervisor(root, libc):
-    """enter()'s step for a detached container (run -d, start: the state
-    file says so): pid 1 dies with its parent, the unshare the supervisor
-    started (die_with_parent()). Right after own_session(): early, and
-    before the host's files go."""
-    if wanted(Container.load(os.path.basename(os.path.dirname(root))).detach):
-        die_with_parent(libc)
+def tied_to_run():
+    """How the run's chain (cgexec, ip, unshare) starts: in a process group
+    of its own (setpgid(2)), so a terminal's signals reach the run alone,
+    which passes them on to pid 1 (Signals); and dying with the run or the
+    supervisor that started it (die_with_parent()). diverges (row 51): the
+    bash's chain was in the terminal's process group, and a run killed with
+    kill -9 left its container running, nobody writing its log."""
+    os.setpgid(0, 0)
+    die_with_parent()
+
+
+def tie_to_run(libc):
+    """enter()'s step: pid 1 dies with its parent, the unshare the run or
+    the supervisor started (die_with_parent(), tied_to_run()). Right after
+    own_session(): early, and before the host's files go."""
+    die_with_parent(libc)
 
 
 def supervise(c, cmd, signals, ready):
@@ -2926,7 +2935,7 @@ def enter(root, *argv):
     libc, seccomp = c_libraries()              # first: the host's files are still in reach
     default_signals()
     own_session(libc)
-    tie_to_supervisor(root, libc)              # run -d: it ends if its supervisor is killed
+    tie_to_run(libc)                           # it ends if its run or supervisor is killed
     mount = mounter(libc)
     remount_nodev(root, mount)                 # before anything is mounted below it
     make_proc(root + '/proc', mount)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import BOCKER, CONTAINERS
+from conftest import BOCKER, CONTAINERS, READY
 
 pytestmark = pytest.mark.flavours
 SERVER = 'echo up; trap "echo got TERM; exit 7" TERM; while :; do sleep 0.1; done'
@@ -228,3 +228,20 @@ def test_a_named_foreground_run_notes_its_end_and_stop_ends_a_plain_one(box, bus
     assert sorted(f for f in box.ls('%s/%s' % (CONTAINERS, plain)) if f.startswith('ps_')) == \
         ['%s.cmd' % plain, '%s.log' % plain, '%s.state' % plain]
     assert box.netns() == []
+
+
+def test_kill_9_of_a_foreground_run_ends_its_container(box, busybox):
+    """The reference's container runs on unseen after its run is killed;
+    bocker.py's dies with its run (row 51): ls says exited, start runs it
+    again (what the run left, its veth and netns, taken first), rm takes all."""
+    img = box.init(busybox)
+    run = box.popen([BOCKER, 'run', img, READY], stdout=subprocess.DEVNULL)
+    uuid = box.wait_ready()
+    run.kill()
+    run.wait()
+    until(lambda: ls(box)[uuid][1].startswith('exited'))
+    assert box.bocker('exec', uuid, 'true').code == 1
+    assert box.bocker('start', uuid).code == 0
+    assert box.bocker('exec', uuid, 'true').code == 0
+    assert box.bocker('rm', uuid).code == 0
+    assert box.leftovers() == {}
