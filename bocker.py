@@ -2679,9 +2679,10 @@ def supervise(c, cmd, signals, ready):
     it (execute()), its output to the log alone; then the same end as a
     run's (the veth and netns deleted), and what it did noted in the state
     file (finished, status). Nothing of the caller's: its own session, no
-    terminal, stdin and stdout /dev/null; its own errors, if any, go to the
-    end of the log."""
+    terminal, stdin and stdout /dev/null, / as its working directory; its
+    own errors, if any, go to the end of the log."""
     os.setsid()
+    os.chdir('/')                              # no directory of the caller's kept busy
     OPTIONS['TRACE'] = ''                      # --TRACE showed the run's commands, not these
     null = os.open('/dev/null', os.O_RDWR)
     for fd in (0, 1):
