@@ -245,3 +245,52 @@ def test_kill_9_of_a_foreground_run_ends_its_container(box, busybox):
     assert box.bocker('exec', uuid, 'true').code == 0
     assert box.bocker('rm', uuid).code == 0
     assert box.leftovers() == {}
+
+
+def test_the_same_life_under_podman(busybox, tmp_path):
+    """The same scenario under a podman of the test's own (tests/engines.py),
+    the image exported to it (compat/export-image): run -d with a name, stop
+    (pid 1's TERM trap exits 7), start, stop again. The same observable
+    outcome: the status each stop leaves, the log, the container kept."""
+    import shutil
+    import tempfile
+    from conftest import ROOT, Box
+    from sandbox import Sandbox
+    import engines
+    with Sandbox(engines=True) as sb:
+        box = Box(sb)
+        img = box.init(busybox)
+        runroot = tempfile.mkdtemp(prefix='bocker-podman-')
+        try:
+            podman = engines.Podman(box, tmp_path / 'podman', runroot)
+            r = podman(os.path.join(ROOT, 'compat', 'export-image'), img,
+                       script='"$1" "$2" demo:v1 | $P load')
+            assert r.code == 0, r
+            base = engines.podman_run()        # run --rm ... --log-driver none --ulimit ...
+            opts = ['run', '--network', 'none', '--pull', 'never'] + base[base.index('--ulimit'):]
+            seen = {}
+            for tool in ('podman', 'bocker'):
+                if tool == 'podman':
+                    r = podman(*opts[:1], '-d', '--name', 'web', *opts[1:], 'demo:v1',
+                               'sh', '-c', SERVER)
+                    status = lambda: podman('inspect', '--format', '{{.State.ExitCode}}', 'web').out.strip()  # noqa: E731
+                    logs = lambda: podman('logs', 'web').out  # noqa: E731
+                    cmd = podman
+                else:
+                    r = box.bocker('run', '-d', '--name', 'web', img, SERVER)
+                    status = lambda: ls(box)[box.containers()[0]][1].split()[1].strip('()')  # noqa: E731
+                    logs = lambda: box.bocker('logs', 'web').out  # noqa: E731
+                    cmd = box.bocker
+                assert r.code == 0, r
+                until(lambda: logs() == 'up\n', timeout=60)
+                assert cmd('stop', '-t', '5', 'web').code == 0
+                first = (status(), logs())
+                assert cmd('start', 'web').code == 0
+                until(lambda: logs().count('up\n') == 2, timeout=60)
+                assert cmd('stop', '-t', '5', 'web').code == 0
+                seen[tool] = (first, status(), logs())
+                assert cmd('rm', 'web').code == 0
+            assert seen['bocker'] == seen['podman'] == (
+                ('7', 'up\ngot TERM\n'), '7', 'up\ngot TERM\nup\ngot TERM\n'), seen
+        finally:
+            shutil.rmtree(runroot)
