@@ -2683,7 +2683,8 @@ def supervise(c, cmd, signals, ready):
     own errors, if any, go to the end of the log."""
     os.setsid()
     os.chdir('/')                              # no directory of the caller's kept busy
-    OPTIONS['TRACE'] = ''                      # --TRACE showed the run's commands, not these
+    for key in ('TRACE', 'EXPLAIN', 'STEP'):   # they showed the run's steps, not these
+        OPTIONS[key] = ''
     null = os.open('/dev/null', os.O_RDWR)
     for fd in (0, 1):
         os.dup2(null, fd)

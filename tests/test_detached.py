@@ -59,6 +59,11 @@ def test_run_d_prints_the_id_and_the_container_runs_on(box, busybox):
     assert ' 172.18.0.%d ' % int(uuid[-3:]) in row[1]
     assert box.bocker('ps').out == 'CONTAINER_ID\t\tCOMMAND\n%s\t\t%s\n' % (uuid, SERVER)
     assert box.netns() == ['netns_' + uuid]
+    r = box.bocker('--TRACE', '--EXPLAIN', 'run', '-d', img, 'echo hi')
+    # the run's steps shown (up to the supervisor's: not its cgexec); the log the command's alone
+    assert r.code == 0 and '+ cgcreate ' in r.err and '+ cgexec ' not in r.err, r
+    until(lambda: ls(box)[r.out.strip()][1].startswith('exited (0)'))
+    assert box.bocker('logs', r.out.strip()).out == 'hi\n'
     r = box.bocker('commit', 'web', 'img_1')   # as of a foreground run's: frozen, copied
     assert (r.out, r.code) == ('Created: img_1\n', 0), r
     assert ls(box)[uuid][1].startswith('running')
