@@ -32,6 +32,8 @@
 #   Unpacking image layers
 #   Surviving a kill
 #   Finding and stopping processes
+#   A terminal of its own
+#   A container you can work with
 #   Entering a container
 #   Seccomp
 #   What the kernel holds
@@ -454,6 +456,7 @@ def bocker_rm(*args):  #HELP Delete an image or container:\nBOCKER rm <image_id 
         delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', c.netns)
         wait_until_gone(c.veth0)               # its peer went with the netns
     delete(lambda: link_exists(c.veth0), 'ip', 'link', 'del', 'dev', c.veth0)
+    drop_names(uuid)                           # beyond the bash: its names (by_names())
     explain('rm-parts', uuid)                  # the step, then its echo (--EXPLAIN)
     say('Removed: %s' % uuid)
     checkpoint('rm-said')
@@ -533,6 +536,7 @@ def bocker_ps(*args):  #HELP List containers:\nBOCKER ps
 
 def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <command>
     flags, args = run_flags(args)              # beyond the bash: Docker's, before the image id
+    need_a_terminal(flags)
     args = image_command(args)                 # beyond the bash: a pulled image's Entrypoint, Cmd
     need(args, 2, 'bocker_run')
     image = args[0]
@@ -562,10 +566,13 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
               'pids_limit': number('PIDS_LIMIT', '2048')}
     if limits['pids_limit'] < 1:
         fail('BOCKER_PIDS_LIMIT must be 1 or more, not %r' % option('PIDS_LIMIT'))
+    name_free(flags.get('name'))               # beyond the bash (--name): taken, refused
     sweep()
     signals = Signals()                         # from here a signal ends run cleanly
     uuid = new_container()
     c = Container(uuid, image=image, **limits, **flags)
+    if flags:                                   # beyond the bash: when it started, for ls
+        c.started = int(time.time())
     starting(uuid)                              # diverges (row 46): see starting()
     # (ip and mac: address(), in setup())
     # bash: cmd="${@:2}" && ip="$(echo "${uuid: -3}" | sed 's/0//g')" && mac="${uuid: -3:1}:${uuid: -2}"
@@ -575,9 +582,13 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
         setup(c, cmd, undo)
         explain('cgroups', uuid)
         publish(c, undo)                       # beyond the bash: -p, once it has its address
+        claim_name(c, undo)                    # beyond the bash (--name): see by_names()
+        lock = supervisor_lock(uuid) if wanted(c.detach) else None
     except (Exit, OSError, KeyboardInterrupt):
         undo.all()                             # diverges (row 22): nothing half-made is left
         raise
+    if wanted(c.detach):                       # beyond the bash (-d): a supervisor runs it
+        return detach(c, cmd, signals, lock)
     # the bash's cgexec ... | tee: execute()
     try:
         code = execute(c, cmd, signals)
@@ -591,6 +602,8 @@ def bocker_run(*args):  #HELP Create a container:\nBOCKER run <image_id> <comman
         explain('cleanup', uuid)
     if removed(STARTING[uuid]):                # diverges (row 46): rm stopped it
         fail('container %s was removed while it ran' % uuid, 137)
+    if flags:                                  # beyond the bash: its end, for ls
+        return note_end(c, code)
     return code
 
 
@@ -685,39 +698,7 @@ def setup(c, cmd, undo):
     leaves nothing."""
     uuid, image, cdir = c.id, c.image, c.dir
     undo.push('remove ' + cdir, lambda: remove_tree(cdir))
-    ip, mac = address(uuid)
-    veth0, veth1, netns = c.veth0, c.veth1, c.netns
-    # A veth pair is a cable with two ends: veth0 stays on the host and joins
-    # bridge br1; veth1 moves into the container's own network namespace.
-    # (Each group of `ip` commands runs in one `ip -batch` process; the trace
-    # still shows each command as the bash runs it.)
-    undo.push('ip link del ' + veth0, lambda: delete(lambda: link_exists(veth0), 'ip', 'link', 'del', 'dev', veth0))
-    undo.push('ip netns del ' + netns, lambda: delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', netns))
-    ip_batch(None, [
-        # bash: ip link add dev veth0_"$uuid" type veth peer name veth1_"$uuid"
-        ['link', 'add', 'dev', veth0, 'type', 'veth', 'peer', 'name', veth1],
-        # bash: ip link set dev veth0_"$uuid" up
-        ['link', 'set', 'dev', veth0, 'up'],
-        # bash: ip link set veth0_"$uuid" master br1
-        ['link', 'set', veth0, 'master', 'br1'],
-        # bash: ip netns add netns_"$uuid"
-        ['netns', 'add', netns],
-        # bash: ip link set veth1_"$uuid" netns netns_"$uuid"
-        ['link', 'set', veth1, 'netns', netns]])
-    explain('veth', uuid)
-    # (while this ip works, the container's directories are made below)
-    ip_done = ip_batch(netns, [
-        # bash: ip netns exec netns_"$uuid" ip link set dev lo up
-        ['link', 'set', 'dev', 'lo', 'up'],
-        # bash: ip netns exec netns_"$uuid" ip link set veth1_"$uuid" address 02:42:ac:11:00"$mac"
-        ['link', 'set', veth1, 'address', '02:42:ac:11:00' + mac],
-        # bash: ip netns exec netns_"$uuid" ip addr add 172.18.0."$ip"/24 dev veth1_"$uuid"
-        ['addr', 'add', '172.18.0.%s/24' % ip, 'dev', veth1],
-        # bash: ip netns exec netns_"$uuid" ip link set dev veth1_"$uuid" up
-        ['link', 'set', 'dev', veth1, 'up'],
-        # bash: ip netns exec netns_"$uuid" ip route add default via 172.18.0.1
-        ['route', 'add', 'default', 'via', '172.18.0.1']], wait=False)
-    explain('netns', uuid, ip_done)            # (which waits for this ip to read it back)
+    ip_done = network(c, undo)                 # its veth pair and netns
     try:
         # bash: mkdir -p "$container_path/$uuid"/{lower,upper,work,merged} && cp -rf --reflink=auto "$overlay_path/$1"/* "$container_path/$uuid"/lower > /dev/null && \
         for sub in (c.lower, c.upper, c.work, c.merged):
@@ -788,6 +769,47 @@ def setup(c, cmd, undo):
           'memory.limit_in_bytes=%d' % (mem_limit * 1000000), *pids)
 
 
+def network(c, undo):
+    """The container's network (setup(); start() makes it again): its veth
+    pair, its netns, its address. A function that waits for the last `ip`
+    is returned (see run())."""
+    uuid = c.id
+    ip, mac = address(uuid)
+    veth0, veth1, netns = c.veth0, c.veth1, c.netns
+    # A veth pair is a cable with two ends: veth0 stays on the host and joins
+    # bridge br1; veth1 moves into the container's own network namespace.
+    # (Each group of `ip` commands runs in one `ip -batch` process; the trace
+    # still shows each command as the bash runs it.)
+    undo.push('ip link del ' + veth0, lambda: delete(lambda: link_exists(veth0), 'ip', 'link', 'del', 'dev', veth0))
+    undo.push('ip netns del ' + netns, lambda: delete(lambda: netns_exists(uuid), 'ip', 'netns', 'del', netns))
+    ip_batch(None, [
+        # bash: ip link add dev veth0_"$uuid" type veth peer name veth1_"$uuid"
+        ['link', 'add', 'dev', veth0, 'type', 'veth', 'peer', 'name', veth1],
+        # bash: ip link set dev veth0_"$uuid" up
+        ['link', 'set', 'dev', veth0, 'up'],
+        # bash: ip link set veth0_"$uuid" master br1
+        ['link', 'set', veth0, 'master', 'br1'],
+        # bash: ip netns add netns_"$uuid"
+        ['netns', 'add', netns],
+        # bash: ip link set veth1_"$uuid" netns netns_"$uuid"
+        ['link', 'set', veth1, 'netns', netns]])
+    explain('veth', uuid)
+    # (while this ip works, the container's directories are made: setup())
+    ip_done = ip_batch(netns, [
+        # bash: ip netns exec netns_"$uuid" ip link set dev lo up
+        ['link', 'set', 'dev', 'lo', 'up'],
+        # bash: ip netns exec netns_"$uuid" ip link set veth1_"$uuid" address 02:42:ac:11:00"$mac"
+        ['link', 'set', veth1, 'address', '02:42:ac:11:00' + mac],
+        # bash: ip netns exec netns_"$uuid" ip addr add 172.18.0."$ip"/24 dev veth1_"$uuid"
+        ['addr', 'add', '172.18.0.%s/24' % ip, 'dev', veth1],
+        # bash: ip netns exec netns_"$uuid" ip link set dev veth1_"$uuid" up
+        ['link', 'set', 'dev', veth1, 'up'],
+        # bash: ip netns exec netns_"$uuid" ip route add default via 172.18.0.1
+        ['route', 'add', 'default', 'via', '172.18.0.1']], wait=False)
+    explain('netns', uuid, ip_done)            # (which waits for this ip to read it back)
+    return ip_done
+
+
 def cgset(uuid, *knobs):
     """`cgset -r KNOB UUID` for each knob, in one cgset process (it takes
     several -r), traced as one line each, as the bash runs them."""
@@ -832,35 +854,55 @@ def execute(c, cmd, signals):
             'unshare', '-fmuip', '--mount-proc',
             *enter_argv(c.merged), '/bin/sh', '-c', cmd]
     logged = c.log
-    log = open(logged, 'wb')                   # before the command: it never runs unlogged
+    # before the command: it never runs unlogged (start: the log goes on)
+    log = open(logged, 'ab' if getattr(c, 'again', False) else 'wb')
     # diverges (row 36): a signal to the run is passed on to the container's pid 1,
     # which gets a grace to end, then is killed; see Signals.
     chain = []
     signals.started(lambda: [int(pid) for pid in [container_pid(uuid)] if pid],
                     lambda sig: kill_container(uuid, chain, sig), uuid)
+    # beyond the bash (-t): the container's own terminal, its master relayed (Relay)
+    relay = Relay(wanted(c.interactive)) if wanted(c.tty) else None
     with log:
-        proc = command(argv, shown=[argv, ['tee', logged]]).popen(
-            stdin=None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        chain.append(proc)
-        started(uuid)
-        explain('container', uuid, proc)
-        # bash: 2>&1 | tee "$container_path/$uuid/$uuid.log" || true
-        tee(proc, log, signals)
+        try:
+            proc = command(argv, shown=[argv, ['tee', logged]]).popen(
+                stdin=relay.theirs.fileno() if relay else None,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                preexec_fn=tied_to_run)        # diverges (row 54): see tied_to_run()
+            chain.append(proc)
+            started(uuid)
+            if relay:
+                relay.started()
+            explain('container', uuid, proc)
+            # bash: 2>&1 | tee "$container_path/$uuid/$uuid.log" || true
+            tee(proc, log, signals, relay)
+        finally:
+            if relay:
+                relay.close()
+    c.status = proc.returncode                 # what a Docker-style run returns (issue 28)
     return signals.code or 0
 
 
-def tee(proc, log, signals):
+def tee(proc, log, signals, relay=None):
     """tee(1): the container's output to our stdout and to its log, until it
     ends; it ends when its pid 1 does (pid_namespaces(7)). Waits in select(2)
     on the output, the process (a pidfd: pidfd_open(2)) and signals."""
-    import select
     out = sys.stdout.buffer
     fd, pidfd = proc.stdout.fileno(), os.pidfd_open(proc.pid)
-    reading, shown = True, True
+    reading, shown = True, [True]
+
+    def show(chunk):
+        try:
+            if shown[0]:
+                out.write(chunk)
+                out.flush()
+        except OSError:                        # the terminal is gone (SIGHUP): the log goes on
+            shown[0] = False
+        log.write(chunk)
+        log.flush()
+    # beyond the bash (-t): also the container's terminal, while it lasts (Relay)
     while reading or proc.poll() is None:
-        ready = select.select([fd if reading else pidfd, signals.wake], [], [],
-                              signals.timeout())[0]
-        signals.tick()
+        ready = wait_once([fd if reading else pidfd], signals, relay, show)
         if fd not in ready or not reading:
             continue
         chunk = os.read(fd, 65536)
@@ -868,7 +910,7 @@ def tee(proc, log, signals):
             reading = False
             continue
         try:
-            if shown:
+            if shown[0]:
                 out.write(chunk)
                 out.flush()
         except BrokenPipeError:                # `| head`: tee dies, the writer gets SIGPIPE
@@ -876,9 +918,11 @@ def tee(proc, log, signals):
             reading = False
             continue
         except OSError:                        # the terminal is gone (SIGHUP): the log goes on
-            shown = False
+            shown[0] = False
         log.write(chunk)
         log.flush()
+    if relay:                                  # what the container's terminal still holds
+        relay.drain(show)
     os.close(pidfd)
 
 
@@ -911,6 +955,8 @@ ENTER = 'import sys;sys.path[:0]=sys.argv[1:2];import bocker;sys.exit(bocker.mai
 
 def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER exec <container_id> <command>
     import re
+    flags, args = run_flags(args, EXEC_FLAGS)  # beyond the bash: Docker's -t, -i first
+    need_a_terminal(flags)
     need(args, 2, 'bocker_exec')
     uuid = args[0]
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
@@ -933,12 +979,16 @@ def bocker_exec(*args):  #HELP Execute a command in a running container:\nBOCKER
     # exec starts is held to the container's limits (the bash's escaped them).
     # diverges (row 41): the mount namespace is joined by join(), not by nsenter's
     # -m: after pivot_root the host's python is not in the container's root.
+    # beyond the bash (-t, -i): a terminal of the container's (exec_terminal())
     return spawn_exec(['cgexec', *cgroup_args(uuid),
                        'nsenter', '-t', cid, '-u', '-i', '-n', '-p',
-                       *join_argv(cid), *args[1:]])
+                       *exec_terminal(join_argv(cid), flags), *args[1:]],
+                      Relay(wanted(flags.get('interactive'))) if flags.get('tty') else None)
 
 
 def bocker_logs(*args):  #HELP View logs from a container:\nBOCKER logs <container_id>
+    if args[:1] == ('-f',):                    # beyond the bash: follow it (follow_logs())
+        return follow_logs(*args[1:])
     need(args, 1, 'bocker_logs')
     uuid = args[0]
     # bash: [[ "$(bocker_check "$1")" == 3 ]] && echo "No container named '$1' exists" && exit 1
@@ -1016,6 +1066,7 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
 def bocker_help(prog):  #HELP Display this message:\nBOCKER help
     # bash: sed -n "s/^.*#HELP\\s//p;" < "$1" | sed "s/\\\\n/\n\t/g;s/$/\n/;s!BOCKER!${1/!/\\!}!g"
     # diverges (row 20): the program's name put in literally (sed mangled & and \)
+    # diverges (row 53): and bocker.py's own commands after the bash's, marked (beyond the bash)
     sys.stdout.write(''.join(text.replace('BOCKER', prog) + '\n\n' for text in _help_lines().values()))
     return 0
 
@@ -1056,6 +1107,84 @@ def commands():
 # dispatch() at once (commands()), and "(beyond the bash)" marks it so in help.
 # docs/HACKING.md has the checklist for adding one.
 
+def bocker_stop(*args):  #HELP Stop a running container, which stays (beyond the bash):\nBOCKER stop [-t <seconds>] <container_id or name>
+    """SIGTERM to the container's pid 1, the grace (-t, else --STOP_TIMEOUT,
+    10 s, as `docker stop`), then SIGKILL to every process of it; then the
+    end a run has (veth and netns deleted; directory, mount, cgroups, log
+    kept). A container that does not run: its id, status 0, as Docker's."""
+    import signal
+    grace = number('STOP_TIMEOUT', '10')
+    args = list(args)
+    if args[:1] == ['-t']:
+        if len(args) < 2 or not args[1].isdigit():
+            fail('stop: -t needs a number of seconds')
+        grace, args = int(args[1]), args[2:]
+    need(args, 1, 'bocker_stop')
+    uuid = args[0]
+    need_container(uuid)
+    need_modules('plumbum')
+    # a run or start still starting it: until it has started (not held: a run
+    # that finds its directory's lock taken at its end thinks rm took it)
+    os.close(wait_for(Container(uuid).dir, uuid))
+    pid = container_pid(uuid)
+    if pid:
+        try:
+            os.kill(int(pid), signal.SIGTERM)  # pid 1 gets it only if it handles it (pid_namespaces(7))
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + grace
+        while container_pid(uuid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop(uuid)                             # SIGKILL to what is left, and wait for its run
+    if pid or supervised(uuid) or netns_exists(uuid):
+        end_of_container(uuid)
+    say(uuid)
+    return 0
+
+
+def bocker_start(*args):  #HELP Start a stopped container again, detached (beyond the bash):\nBOCKER start <container_id or name>
+    """Its command again, in its own root (its upper layer kept), with its
+    address, limits and log (appended to), under a supervisor as `run -d`."""
+    need(args, 1, 'bocker_start')
+    uuid = args[0]
+    need_container(uuid)
+    need_modules('plumbum')
+    need_bridge()
+    need_libseccomp()
+    lock = supervisor_lock(uuid)
+    if lock is None or container_pid(uuid):
+        fail('container %s is running' % uuid)
+    c = Container.load(uuid)
+    c.detach, c.again = True, True
+    for field in ('cpu_share', 'mem_limit', 'pids_limit'):
+        if getattr(c, field) is not None:
+            setattr(c, field, int(getattr(c, field)))
+    cmd = read(c.cmd_file)
+    signals = Signals()
+    starting(uuid)                             # an rm waits until it has started (starting())
+    undo = Undo()
+    try:
+        restart(c, undo)
+    except (Exit, OSError, KeyboardInterrupt):
+        undo.all()
+        os.close(lock)
+        raise
+    return detach(c, cmd, signals, lock)
+
+
+def bocker_ls(*args):  #HELP List containers with their name, state and address (beyond the bash):\nBOCKER ls
+    """What `docker ps -a` shows: every container, running or not. (The
+    bash's `ps` takes any arguments and ignores them, so `ps -a` already
+    means plain `ps`, and stays so.)"""
+    sweep()
+    rows = [['CONTAINER_ID', 'NAME', 'STATUS', 'ADDRESS', 'COMMAND']]
+    rows += [status_line(ps) for ps in listing(container_path, 'ps_')]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        say('  '.join(cell.ljust(width) for cell, width in zip(row, widths)) + '  ' + row[4])
+    return 0
+
+
 # run's flags, as Docker spells them, between `run` and the image id, where the
 # bash takes the first word as an image id and refuses it ("No image named '-d'
 # exists"): so no invocation that works with the bash means anything else here.
@@ -1065,15 +1194,22 @@ RUN_FLAGS = {}
 RUN_LISTS = set()                              # the fields of repeatable flags: a list each
 
 
-def run_flags(args):
+def run_flags(args, known=None):
     """The flags before run's image id: ({Container field: value}, the rest
     of args). A flag given twice keeps the last, but one whose field is in
     RUN_LISTS, which collects each value in a list; one that takes a value
-    takes the next word."""
+    takes the next word (or `--flag=VALUE`). Bare one-letter flags combine,
+    as Docker's: `-it` is `-i -t`. known: another command's table (exec's)."""
+    known = RUN_FLAGS if known is None else known
     fields, args = {}, list(args)
-    while args and args[0] in RUN_FLAGS:
+    while args and (args[0] in known or combined(args[0], known) or
+                    args[0].partition('=')[0] in known and args[0].startswith('--')):
+        if combined(args[0], known):
+            args[:1] = ['-' + letter for letter in args[0][1:]]
+        if '=' in args[0] and args[0].startswith('--'):
+            args[:1] = args[0].split('=', 1)
         flag = args.pop(0)
-        field, parse = RUN_FLAGS[flag]
+        field, parse = known[flag]
         if parse is None:
             fields[field] = True
         elif not args:
@@ -1083,6 +1219,12 @@ def run_flags(args):
         else:
             fields[field] = parse(args.pop(0))
     return fields, args
+
+
+def combined(word, known):
+    """Is word bare one-letter flags written as one (`-it`, `-dit`)?"""
+    return word[:1] == '-' and len(word) > 2 and word[1] != '-' and \
+        all(known.get('-' + letter, (0, 0))[1] is None for letter in word[1:])
 
 
 # --- The dispatcher --------------------------------------------------------------
@@ -1130,6 +1272,7 @@ def dispatch(argv):
         return 1
     # bash: case $1 in
     if args[0] in commands():
+        args = by_names(args)                  # beyond the bash: a container's name for its id
         # bash: pull|init|rm|images|ps|run|exec|logs|commit) bocker_"$1" "${@:2}" ;;
         return globals()['bocker_' + args[0]](*args[1:])
     # bash: *) bocker_help "$0" ;;
@@ -1157,8 +1300,14 @@ class Container:
     container the bash made has no state file: load() knows its paths only.
     The state file is `key=value` lines, as os-release(5): `cat` reads it;
     a list (LISTS) is one line, its value a JSON array (json(7))."""
-    FIELDS = ('image', 'cpu_share', 'mem_limit', 'pids_limit', 'env', 'workdir', 'volumes', 'ports',
-              'user')
+    FIELDS = ('image', 'cpu_share', 'mem_limit', 'pids_limit',
+              # issue 29 (Wiring a container to its host): -e, -w, -v, -p, the image's User
+              'env', 'workdir', 'volumes', 'ports', 'user',
+              # issue 28 (A terminal of its own, Beyond the bash): run's flags -t,
+              # -i, -d and --name (a bare flag is saved as True), and what a
+              # detached run's supervisor notes: its pid, when the command
+              # started and ended (seconds since the epoch), its status
+              'tty', 'interactive', 'detach', 'name', 'supervisor', 'started', 'finished', 'status')
     LISTS = ('env', 'volumes', 'ports', 'user')
 
     def __init__(self, uuid, **fields):
@@ -2539,19 +2688,32 @@ def kill_container(uuid, chain, sig):
             pass
 
 
-def spawn_exec(argv):
+def wait_once(fds, signals, relay, show):
+    """One wait of tee() and spawn_exec() in select(2): for fds, a signal
+    (Signals' wake) or, with -t, the terminals (Relay); then the signals'
+    due work and the relay's. The fds ready."""
+    import select
+    ready, writable = select.select(fds + [signals.wake] + (relay.reading() if relay else []),
+                                    relay.writing() if relay else [], [], signals.timeout())[:2]
+    signals.tick()
+    if relay:
+        drain(signals.wake, ready)
+        relay.step(ready, writable, show)
+    return ready
+
+
+def spawn_exec(argv, relay=None):
     """Run exec's command chain in the foreground; its status (128+N for a
     command killed by signal N, as a shell gives it). bocker becomes a child
     subreaper (prctl(2): PR_SET_CHILD_SUBREAPER): if nsenter dies of a
     terminal's ctrl-C, the command it started comes to us, so a signal still
     reaches it and the grace still ends it."""
     import ctypes
-    import select
     signals = Signals()
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     me, chain = os.getpid(), []                # chain: the nsenter, once started
 
-    def commands():
+    def exec_processes():
         return [pid for proc in chain for pid in children(proc.pid)] + \
             [pid for pid in children(me) if pid not in [proc.pid for proc in chain]]
 
@@ -2560,7 +2722,7 @@ def spawn_exec(argv):
         # a signal goes to the whole group, as a terminal's went to the
         # foreground group (kill(2) with -PGID), and to the command itself
         # while it has none yet.
-        return [-pid for pid in commands()] + commands()
+        return [-pid for pid in exec_processes()] + exec_processes()
 
     def kill(sig):
         for pid in groups() + [proc.pid for proc in chain if proc.poll() is None]:
@@ -2568,14 +2730,28 @@ def spawn_exec(argv):
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
+    def show(chunk):                           # the container's terminal's output
+        try:
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+        except OSError:                        # the caller's terminal is gone
+            pass
     signals.started(groups, kill, 'the command')     # before it starts: no signal lost
-    proc = command(argv).popen(stdin=None, stdout=None, stderr=None)
-    chain.append(proc)
-    pidfd = os.pidfd_open(proc.pid)
-    while proc.poll() is None or signals.code and commands():
-        select.select([pidfd, signals.wake], [], [], signals.timeout())
-        signals.tick()
-        reap([pid for pid in children(me) if pid != proc.pid])
+    try:
+        proc = command(argv).popen(stdin=relay.theirs.fileno() if relay else None,
+                                   stdout=None, stderr=None)
+        chain.append(proc)
+        if relay:                              # beyond the bash (exec -t): see Relay
+            relay.started()
+        pidfd = os.pidfd_open(proc.pid)
+        while proc.poll() is None or signals.code and exec_processes():
+            wait_once([pidfd], signals, relay, show)
+            reap([pid for pid in children(me) if pid != proc.pid])
+        if relay:                              # not waiting for a process it left holding the terminal
+            relay.drain(show)
+    finally:
+        if relay:
+            relay.close()
     os.close(pidfd)
     code = proc.returncode
     return signals.code or (128 - code if code < 0 else code)
@@ -2589,6 +2765,583 @@ def reap(pids):
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
+
+
+# --- A terminal of its own: run -t and -i, exec -it (issue 28) --------------------
+# `run -it IMG sh` as Docker gives it: the container's command on a
+# pseudo-terminal (pty(7)) of the container's own devpts (make_dev(): a new
+# instance, so its /dev/pts lists its ptys alone), as the controlling terminal
+# of its own session. The container's pid 1 (enter(), own_terminal()) opens
+# the pair itself through that devpts's ptmx and hands the master end out to
+# bocker over its stdin, a unix socket (SCM_RIGHTS, unix(7)); it keeps the
+# slave as its stdin, stdout and stderr. bocker relays between the master and
+# the caller's terminal (Relay), which it puts in raw mode (termios(3)) so that
+# every key, ctrl-C too, reaches the container's terminal, whose line
+# discipline makes of it what a terminal makes: ctrl-C a SIGINT to the
+# foreground job of the shell, not to the shell. The master never enters the
+# container, so nothing in it can type into bocker's side.
+
+TIOCSCTTY, TIOCGPTPEER, TIOCSPTLCK = 0x540E, 0x5441, 0x40045431   # ioctl_tty(2), the uapi's asm-generic/ioctls.h
+
+
+def note_end(c, code):
+    """A flagged foreground run has ended: its status and when, in its state
+    file (for ls); the status it returns (docker_status())."""
+    c.finished, c.status = int(time.time()), docker_status(c, code)
+    try:
+        c.save()
+    except OSError:                            # an rm took it meanwhile
+        pass
+    return c.status
+
+
+def docker_status(c, code):
+    """What a run given Docker's flags returns, as Docker's does: its command's
+    status (`exit 3` in `run -it IMG sh`: 3; 128+N after signal N), where the
+    bash's run returns 0 (its `|| true`); a signal to the run itself still
+    gives 128+N (Signals)."""
+    if code or c.status is None:
+        return code
+    return 128 - c.status if c.status < 0 else c.status
+
+
+def wanted(value):
+    """A bare flag's value, as run passed it or the state file keeps it."""
+    return value in (True, 'True')
+
+
+def own_terminal(root):
+    """run -t: the container's own terminal (enter(), after make_dev(), which
+    made the devpts it comes from; before pivot_into(), while bocker's
+    Python still loads from the host). The flag comes from the state file
+    run wrote beside the root (Container.save()); without it, nothing."""
+    uuid = os.path.basename(os.path.dirname(root))
+    if not wanted(Container.load(uuid).tty):
+        return
+    take_terminal(root + '/dev/pts/ptmx')
+
+
+def take_terminal(ptmx):
+    """Open a pty pair through ptmx (pts(4): posix_openpt, unlockpt), make
+    the slave our controlling terminal (TIOCSCTTY: we lead a session of our
+    own, own_session()) and our stdin, stdout and stderr, and send the
+    master to bocker over our stdin, the socket it gave us (unix(7),
+    SCM_RIGHTS); then close it: only bocker holds it."""
+    import fcntl
+    import socket
+    import struct
+    master = os.open(ptmx, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack('i', 0))          # unlockpt(3)
+    slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)   # the peer, by the master
+    fcntl.ioctl(slave, TIOCSCTTY, 0)
+    sock = socket.socket(fileno=os.dup(0))
+    socket.send_fds(sock, [b'pty'], [master])
+    sock.close()
+    os.close(master)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    os.close(slave)
+
+
+def drain(wake, ready):
+    """Empty the signals' wake-up pipe once select(2) found it ready: a
+    SIGWINCH wrote to it too, and Signals.tick() reads it only once a signal
+    it handles came."""
+    if wake in ready:
+        try:
+            os.read(wake, 64)
+        except BlockingIOError:
+            pass
+
+
+# run's flags for a terminal (RUN_FLAGS, run_flags()): -t a terminal of its
+# own, -i the caller's stdin relayed to it (without -t: kept open, as a
+# foreground run keeps it anyway). exec takes the same two (EXEC_FLAGS).
+RUN_FLAGS.update({'-t': ('tty', None), '-i': ('interactive', None)})
+EXEC_FLAGS = {'-t': ('tty', None), '-i': ('interactive', None)}
+
+
+def need_a_terminal(flags):
+    """-i with -t relays the caller's terminal: refused, as Docker refuses
+    it, when stdin is none (a pipe, a file), where no end of input could be
+    told apart from keys the container's shell has not read yet (a shell
+    that sets up its terminal flushes what came before). -t alone needs none.
+    A detached run (-d) reads nothing."""
+    if wanted(flags.get('interactive')) and wanted(flags.get('tty')) and \
+            not wanted(flags.get('detach')) and not os.isatty(0):
+        fail('the input device is not a TTY: -it needs a terminal (-t alone does not)')
+
+
+def exec_terminal(argv, flags):
+    """exec -t: join's words `__join__ PID` become `__join__ -t PID` (a pid
+    is digits: the -t cannot be one), so join() takes a terminal."""
+    return argv[:-1] + ['-t'] + argv[-1:] if flags.get('tty') else argv
+
+
+class Relay:
+    """bocker's side of a container's terminal: the socket the master comes
+    over, then the master itself. What the container writes goes to our
+    stdout (and to its log: run's tee()); what the caller types (-i) goes to
+    the container's terminal. The caller's terminal is in raw mode while the
+    relay lasts, and set back as it was on every way out (close(), from a
+    finally). A window-size change (SIGWINCH) is passed on (TIOCSWINSZ),
+    which the container's foreground job gets as its own SIGWINCH."""
+
+    def __init__(self, interactive):
+        import signal
+        import socket
+        self.mine, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.master = None
+        self.stdin = sys.stdin.fileno() if interactive else None
+        self.pending = b''                     # typed, not yet taken by the container's terminal
+        self.resized = True
+        self.saved = None
+        self.winch = signal.signal(signal.SIGWINCH, self.resize)
+
+    def resize(self, _signum, _frame):
+        self.resized = True
+
+    def started(self):
+        """The chain has its end of the socket: ours alone holds this one,
+        and the caller's terminal goes raw."""
+        import termios
+        import tty
+        self.theirs.close()
+        if self.stdin is not None and os.isatty(self.stdin):
+            self.saved = termios.tcgetattr(self.stdin)
+            tty.setraw(self.stdin, termios.TCSANOW)
+
+    def reading(self):
+        """What to wait for: the socket until the master came, the master
+        until the container's terminal is gone, the caller's stdin (-i)."""
+        fds = [fd for fd in (self.mine, self.master) if fd is not None]
+        if self.master is not None and self.stdin is not None and not self.pending:
+            fds.append(self.stdin)
+        return fds
+
+    def writing(self):
+        return [self.master] if self.master is not None and self.pending else []
+
+    def step(self, readable, writable, show):
+        """Do what select(2) found ready; show(bytes) writes the container's
+        output out."""
+        if self.mine is not None and self.mine in readable:
+            self.receive()
+        if self.master is not None and self.resized:
+            self.pass_size()
+        if self.master in readable:
+            try:
+                chunk = os.read(self.master, 65536)
+            except BlockingIOError:
+                chunk = None
+            except OSError:                    # EIO: every slave closed, the command ended
+                chunk = b''
+            if chunk:
+                show(chunk)
+            elif chunk is not None:
+                os.close(self.master)
+                self.master = None
+                return
+        if self.stdin is not None and self.stdin in readable:
+            data = os.read(self.stdin, 65536)
+            # stdin ended (a pipe): the container's terminal gets its end of file, ^D
+            self.pending = data or b'\x04'
+            if not data:
+                self.stdin = None
+        if self.master in writable and self.pending:
+            try:
+                self.pending = self.pending[os.write(self.master, self.pending):]
+            except BlockingIOError:
+                pass
+
+    def drain(self, show):
+        """The command has ended: show what its terminal still holds, without
+        waiting (a process it left in the background may hold it open)."""
+        if self.mine is not None:
+            self.mine.setblocking(False)
+            try:
+                self.receive()
+            except BlockingIOError:
+                pass
+        while self.master is not None:
+            try:
+                chunk = os.read(self.master, 65536)
+            except BlockingIOError:
+                break
+            except OSError:                    # EIO: every slave closed
+                chunk = b''
+            if not chunk:
+                break
+            show(chunk)
+
+    def receive(self):
+        """The master from the container's pid 1 (or nothing: it ended first)."""
+        import socket
+        try:
+            _msg, fds, _flags, _addr = socket.recv_fds(self.mine, 16, 1)
+        except BlockingIOError:
+            raise
+        except OSError:
+            fds = []
+        self.mine.close()
+        self.mine = None
+        if fds:
+            self.master = fds[0]
+            os.set_blocking(self.master, False)
+
+    def pass_size(self):
+        """The caller's window size to the container's terminal (ioctl_tty(2):
+        TIOCGWINSZ, TIOCSWINSZ)."""
+        import fcntl
+        import termios
+        self.resized = False
+        for fd in (self.stdin, sys.stdout.fileno()):
+            if fd is not None and os.isatty(fd):
+                size = fcntl.ioctl(fd, termios.TIOCGWINSZ, b'\0' * 8)
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, size)
+                return
+
+    def close(self):
+        """The caller's terminal as it was; the socket and master closed."""
+        import signal
+        import termios
+        if self.saved is not None:
+            try:
+                termios.tcsetattr(self.stdin if self.stdin is not None else sys.stdin.fileno(),
+                                  termios.TCSADRAIN, self.saved)
+            except termios.error:              # the terminal is gone
+                pass
+            self.saved = None
+        for end in (self.mine, self.theirs):
+            if end is not None:
+                end.close()
+        if self.master is not None:
+            os.close(self.master)
+        self.mine = self.master = None
+        signal.signal(signal.SIGWINCH, self.winch)
+
+
+# --- A container you can work with: detached runs, stop, start, names (issue 28) ----
+# `run -d` gives the container's command to a supervisor, a process of bocker's
+# that outlives the run (as podman's conmon): it writes the container's output
+# to its log, waits for its end, then cleans up as a foreground run does (the
+# veth and the netns go; the directory, its mount and cgroups stay for `logs`,
+# `commit`, `start` and `rm`) and notes the status in the state file. The
+# supervisor holds a lock (flock(2)) on ps_N/ps_N.lock while it lives: that is
+# how `start`, `logs -f` and `ls` know a detached container runs, and why two
+# `start`s cannot both start it. A name (`run --name NAME`) is a symlink
+# names/NAME -> ps_N in the store, so the bash's commands still find ps_N
+# directories only, and the name works wherever an id does (by_names()).
+
+names_path = '/var/lib/bocker/names'
+NAME_CHARS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-'
+NAMED = ('exec', 'logs', 'commit', 'rm', 'stop', 'start')   # the commands that take an id
+
+
+def a_name(name):
+    """--name NAME, as Docker allows one: a letter or digit, then letters,
+    digits, `_`, `.` and `-` (so never `..`, `/` or a space), at most 64,
+    and not an id bocker makes (ps_N, img_N)."""
+    if not name or len(name) > 64 or not name[0].isalnum() or not name.isascii() or \
+            any(ch not in NAME_CHARS for ch in name) or well_formed(name):
+        fail("'%s' is not a valid container name: a letter or digit, then letters, digits, "
+             "'_', '.' or '-' (not an id like ps_N)" % q(name))
+    return name
+
+
+def named(name):
+    """The container a name stands for, or None: names/NAME's target, if
+    that container is still there and was given this name (a ps_N used
+    again after an rm is another container)."""
+    try:
+        uuid = os.readlink('%s/%s' % (names_path, name))
+    except OSError:
+        return None
+    if well_formed(uuid) and uuid.startswith('ps_') and Container.load(uuid).name == name \
+            and os.path.isdir(Container(uuid).dir):
+        return uuid
+    return None
+
+
+def by_names(args):
+    """The command's words with a container's name in place of its id (the
+    first word after the command's own flags), for the commands in NAMED.
+    A word that names no container is left as it is: the command refuses it
+    in its own words. Without names (the bash's store) nothing changes."""
+    args = list(args)
+    if not args or args[0] not in NAMED or not os.path.isdir(names_path):
+        return args
+    at = 1
+    while at < len(args) and args[at][:1] == '-':
+        at += 2 if args[0] == 'stop' and args[at] == '-t' else 1
+    if at < len(args) and not well_formed(args[at]):
+        args[at] = named(args[at]) or args[at]
+    return args
+
+
+def name_free(name):
+    """Refuse a taken name before run makes anything."""
+    if name is not None and named(name):
+        fail("the name '%s' is taken by %s" % (name, named(name)))
+
+
+def claim_name(c, undo):
+    """names/NAME -> ps_N, made at once (symlink(2) fails if it exists): of
+    two runs given one name, one gets it. A link whose container is gone
+    is taken over."""
+    if c.name is None:
+        return
+    os.makedirs(names_path, exist_ok=True)
+    link = '%s/%s' % (names_path, c.name)
+    for _ in range(2):
+        try:
+            os.symlink(c.id, link)
+            undo.push('rm ' + link, lambda: os.unlink(link))
+            return
+        except FileExistsError:
+            if named(c.name):
+                fail("the name '%s' is taken by %s" % (c.name, named(c.name)))
+            try:
+                os.unlink(link)                # its container is gone
+            except FileNotFoundError:
+                pass
+    fail("the name '%s' is taken" % c.name)
+
+
+def drop_names(uuid):
+    """rm: the names that stand for this container go with it."""
+    try:
+        names = os.listdir(names_path)
+    except OSError:
+        return
+    for name in names:
+        link = '%s/%s' % (names_path, name)
+        try:
+            if os.readlink(link) == uuid:
+                os.unlink(link)
+        except OSError:
+            pass
+
+
+def supervisor_lock(uuid, wait=False):
+    """The lock a detached container's supervisor holds while it lives
+    (ps_N/ps_N.lock, flock(2)): a descriptor holding it, or None if a
+    supervisor holds it."""
+    import fcntl
+    fd = os.open(Container(uuid).path(uuid + '.lock'), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def supervised(uuid):
+    """Does a supervisor run this container now?"""
+    if not os.path.exists(Container(uuid).path(uuid + '.lock')):
+        return False
+    fd = supervisor_lock(uuid)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+def runs(uuid):
+    """Does the container run: its pid 1 in its root, or its supervisor alive?"""
+    return bool(container_pid(uuid)) or supervised(uuid)
+
+
+def detach(c, cmd, signals, lock):
+    """run -d, start: fork the supervisor (supervise()), wait until the
+    container's pid 1 is in its root (so an `exec` right after finds it)
+    or has already ended, print its id and return: the supervisor, in a
+    session of its own (setsid(2)), lives on. The lock is the supervisor's
+    from here (a forked child shares the open file and its flock)."""
+    import select
+    ready_r, ready_w = os.pipe()
+    flush()
+    pid = os.fork()
+    if pid == 0:                               # the supervisor
+        os.close(ready_r)
+        code = 1
+        try:
+            code = supervise(c, cmd, signals, ready_w)
+        except Exit as e:
+            code = e.code
+        except BaseException as e:             # noqa: B036: no caller to tell; its log says it
+            import traceback
+            traceback.print_exception(e)
+        finally:
+            flush()
+            os._exit(code)
+    os.close(ready_w)
+    os.close(lock)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not container_pid(c.id):
+        if select.select([ready_r], [], [], 0.02)[0]:
+            break                              # the supervisor is done: it ended already
+    os.close(ready_r)
+    explain('supervisor', c.id)
+    say(c.id)
+    return 0
+
+
+def die_with_parent(libc=None):
+    """PR_SET_PDEATHSIG (prctl(2)): SIGKILL to us when our parent ends,
+    kept across execve(2). A run or supervisor starts the container's chain
+    so (its unshare dies with it: tied_to_run()), and the container's pid 1
+    (tie_to_run()) dies with that unshare: a run or supervisor killed leaves
+    no container running unseen, with nobody writing its log."""
+    import ctypes
+    import signal
+    (libc or ctypes.CDLL(None, use_errno=True)).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def tied_to_run():
+    """How the run's chain (cgexec, ip, unshare) starts: in a process group
+    of its own (setpgid(2)), so a terminal's signals reach the run alone,
+    which passes them on to pid 1 (Signals); and dying with the run or the
+    supervisor that started it (die_with_parent()). diverges (row 54): the
+    bash's chain was in the terminal's process group, and a run killed with
+    kill -9 left its container running, nobody writing its log."""
+    os.setpgid(0, 0)
+    die_with_parent()
+
+
+def tie_to_run(libc):
+    """enter()'s step: pid 1 dies with its parent, the unshare the run or
+    the supervisor started (die_with_parent(), tied_to_run()). Right after
+    own_session(): early, and before the host's files go."""
+    die_with_parent(libc)
+
+
+def supervise(c, cmd, signals, ready):
+    """The supervisor: the container's command run as a foreground run runs
+    it (execute()), its output to the log alone; then the same end as a
+    run's (the veth and netns deleted), and what it did noted in the state
+    file (finished, status). Nothing of the caller's: its own session, no
+    terminal, stdin and stdout /dev/null, / as its working directory; its
+    own errors, if any, go to the end of the log."""
+    os.setsid()
+    os.chdir('/')                              # no directory of the caller's kept busy
+    for key in ('TRACE', 'EXPLAIN', 'STEP'):   # they showed the run's steps, not these
+        OPTIONS[key] = ''
+    null = os.open('/dev/null', os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(null, fd)
+    os.close(null)
+    errors = os.open(c.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    os.dup2(errors, 2)
+    os.close(errors)
+    c.supervisor, c.started, c.finished, c.status = os.getpid(), int(time.time()), None, None
+    c.save()
+    code = None
+    try:
+        code = execute(c, cmd, signals)
+    finally:
+        os.close(ready)
+        end_of_run(c)
+        c.finished = int(time.time())
+        c.status = docker_status(c, code or 0) if code is not None else 137
+        try:
+            c.save()
+        except OSError:                        # an rm took the container meanwhile
+            pass
+    return 0
+
+
+def end_of_run(c):
+    """What the end of a run takes away, as bocker_run's end does: -p's
+    rules, the veth and the netns (each if still there)."""
+    unpublish(c.id, c.ports)
+    delete_batch([(lambda: link_exists(c.veth0), ['link', 'del', 'dev', c.veth0]),
+                  (lambda: netns_exists(c.id), ['netns', 'del', c.netns])])
+
+
+def end_of_container(uuid):
+    """What stop does once the container has ended: wait for its supervisor
+    (it cleans up), and clean up in its place where there is none (a
+    foreground run killed with kill -9, a supervisor killed)."""
+    c = Container.load(uuid)
+    fd = None
+    for _ in range(300 if os.path.exists(c.path(uuid + '.lock')) else 0):
+        fd = supervisor_lock(uuid)
+        if fd is not None:
+            break
+        time.sleep(0.01)
+    try:
+        end_of_run(c)
+        c = Container.load(uuid)
+        if c.status is None and c.detach is not None:
+            c.finished, c.status = int(time.time()), 137
+            c.save()
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def restart(c, undo):
+    """start: what the end of a run took away, made again: its veth and
+    netns (the same address: it comes from the id), and its root mounted
+    again if it was not (after a reboot). Its upper layer, command, cgroups
+    and log are kept."""
+    end_of_run(c)                              # what a supervisor killed (kill -9) left
+    if not os.path.isdir(cgroup_dir(c.id) or ''):
+        fail('container %s has no cgroups left: it cannot start (rm it)' % c.id)
+    if not mounted(c.merged):                  # after a reboot: on its image again (row 13)
+        image = '%s/%s' % (overlay_path, c.image)
+        if not c.image or not os.path.isdir(image):
+            fail('container %s: its image %s is gone: it cannot start (rm it)' % (c.id, c.image))
+        run('mount', '-t', 'overlay', 'overlay', '-o',
+            overlay_options([c.lower, image], c.upper, c.work), c.merged)
+        undo.push('umount ' + c.merged, lambda: run('umount', c.merged, check=False))
+    ip_done = network(c, undo)
+    ip_done()
+    publish(c, undo)                           # -p's rules again, for its address
+
+
+def follow_logs(*args):
+    """logs -f ID: the log so far, then what is written to it, until the
+    container has ended (its supervisor or its run gone, its pid 1 gone)."""
+    need(args, 1, 'bocker_logs')
+    uuid = args[0]
+    need_container(uuid)
+    flush()
+    out = sys.stdout.buffer
+    with open(Container(uuid).log, 'rb') as f:
+        while True:
+            alive = runs(uuid)
+            chunk = f.read()
+            if chunk:
+                out.write(chunk)
+                out.flush()
+            elif not alive:
+                return 0
+            else:
+                time.sleep(0.1)
+
+
+def status_line(uuid):
+    """ls's columns for a container: its name, state (running since, or
+    exited with its status since), address and command."""
+    c = Container.load(uuid)
+    when = lambda t: time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(int(t)))   # noqa: E731
+    if runs(uuid):
+        state = 'running' + (' since %s' % when(c.started) if c.started else '')
+    elif c.status is not None:
+        state = 'exited (%s)%s' % (c.status, ' since %s' % when(c.finished) if c.finished else '')
+    else:
+        state = 'exited'
+    try:
+        cmd = read(c.cmd_file)
+    except OSError:
+        cmd = ''
+    return [uuid, c.name or '-', state, '172.18.0.%s' % address(uuid)[0], cmd]
+
+
+RUN_FLAGS.update({'-d': ('detach', None), '--name': ('name', a_name)})
 
 
 # --- Entering a container: the step in place of the bash's chroot -----------------
@@ -2642,6 +3395,7 @@ MOUNT_POINTS = ('dev', 'sys')
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
 MNT_DETACH = 2
 PR_SET_CHILD_SUBREAPER, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 36, 24, 38
+PR_SET_PDEATHSIG = 1
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 KEYCTL_JOIN_SESSION_KEYRING = 1
 CLONE_NEWNS, CLONE_NEWCGROUP = 0x00020000, 0x02000000
@@ -2666,10 +3420,12 @@ def enter(root, *argv):
     c = record_of(root)                        # so is its state file: -e, -w, -v
     default_signals()
     own_session(libc)
+    tie_to_run(libc)                           # it ends if its run or supervisor is killed
     mount = mounter(libc)
     remount_nodev(root, mount)                 # before anything is mounted below it
     make_proc(root + '/proc', mount)
     make_dev(root + '/dev', mount)
+    own_terminal(root)                         # run -t: a pty of the devpts just made
     make_sys(root + '/sys', mount, libc)
     allow_ping(root + '/proc')                 # through the new /proc: the container's netns
     confine_proc(root, mount)                  # after /dev: the masks are its /dev/null
@@ -2754,11 +3510,17 @@ def join(pid, *argv):
     Python and its libraries are loaded from the host; setns(2) with
     CLONE_NEWNS also makes that namespace's root, the container's, its root
     and working directory."""
+    terminal = pid == '-t'                     # exec -t: `__join__ -t PID CMD...`
+    if terminal:
+        pid, argv = argv[0], argv[1:]
+        import fcntl, socket, struct           # noqa: F401,E401 (take_terminal's, from the host)
     libc, seccomp = c_libraries()
     c = record_of_exec()                       # from the host: its -e and -w
     default_signals()
     own_session(libc)
     join_namespaces(pid, libc)
+    if terminal:                               # a pty of the container's devpts (take_terminal())
+        take_terminal('/dev/pts/ptmx')
     work_dir(c.workdir, make=False)            # as Docker's exec: the container's -w
     drop_capabilities(libc)
     become_user(c.user)                        # as Docker's exec: the image's User
@@ -3952,7 +4714,9 @@ def explain_container(uuid):
     out.append('mounts it sees (/proc/%s/mountinfo, from its root):' % pid)
     for point, fstype, _source, opts, _sopts, root in then['mounts']:
         out.append(('  %-22s %-8s %s' % (point, fstype, opts)) + mask_note(point, fstype, root))
-    c = Container.load(uuid)                   # beyond the bash: what -e, -w, -v, -p made
+    c = Container.load(uuid)                   # beyond the bash: what -t, -e, -w, -v, -p made
+    if wanted(c.tty):
+        out += ['a terminal of its own (-t):'] + ['  ' + l for l in explain_terminal(uuid)]
     if c.env or c.workdir or c.volumes:
         out += ['wired to its host (-e, -w, -v):'] + ['  ' + l for l in explain_wiring(uuid)]
     if c.ports:
@@ -4179,6 +4943,66 @@ def explain_ports(uuid):
     return (['iptables -t nat -L BOCKER -n -v -x (pkts bytes target prot opt in out source '
              'destination):'] + ['  ' + r for r in rules or ['(no rule for %s)' % uuid]] +
             ['br1 route_localnet=%s (1: 127.0.0.1 may be DNATed out of br1)' % localnet])
+
+
+def explain_terminal(uuid):
+    """What --EXPLAIN's container step adds for a run with -t (pts(4),
+    ioctl_tty(2) TIOCSCTTY, unix(7) SCM_RIGHTS): pid 1 opened a pty pair
+    through its own devpts's ptmx, made the slave its controlling terminal
+    in a session of its own and its stdin, stdout and stderr, and sent the
+    master to bocker, which relays it to your terminal in raw mode. Read
+    back: pid 1's session and controlling terminal (proc(5): /proc/PID/stat's
+    session and tty_nr: major 136+ is a pty slave, unix98), what its fd 0
+    is (/dev/pts/N, as the container sees it), and who holds the master."""
+    pid = container_pid(uuid)
+    if not pid:
+        return ['(not running)']
+    with open('/proc/%s/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    session, tty_nr = fields[3], int(fields[4])
+    major, minor = (tty_nr >> 8) & 0xfff, (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00)
+    lines = ['pid 1 (host pid %s): session %s, controlling terminal %d:%d (pts %d)'
+             % (pid, session, major, minor, minor),
+             'its fd 0: %s' % os.readlink('/proc/%s/fd/0' % pid)]
+    devpts = os.stat('/proc/%s/fd/0' % pid).st_dev
+    for holder in os.listdir('/proc'):
+        if not holder.isdigit():
+            continue
+        try:
+            fds = os.listdir('/proc/%s/fd' % holder)
+            for fd in fds:
+                # a ptmx of the same devpts instance (st_dev) as pid 1's terminal
+                if os.readlink('/proc/%s/fd/%s' % (holder, fd)).endswith('/ptmx') and \
+                        os.stat('/proc/%s/fd/%s' % (holder, fd)).st_dev == devpts:
+                    with open('/proc/%s/fdinfo/%s' % (holder, fd)) as f:
+                        if 'tty-index:\t%d' % minor in f.read():
+                            lines.append('the master: fd %s of pid %s' % (fd, holder))
+        except OSError:
+            continue
+    return lines
+
+
+@explains('supervisor', 'run-d', 'a supervisor of its own (run -d, start)',
+          bash=(), man='setsid(2), prctl(2) PR_SET_PDEATHSIG, flock(2)', pause=False)
+def explain_supervisor(uuid):
+    """bocker's supervisor, in a session of its own, holds the container's
+    output pipe and its lock, writes its log and cleans up when it ends; the
+    container dies with it (PR_SET_PDEATHSIG). Read back: its pid, its
+    session (its own), and that it holds ps_N.lock (flock(2): /proc/locks
+    lists the lock's inode)."""
+    c = Container.load(uuid)
+    pid = str(c.supervisor or '')
+    if not running(pid):
+        return ['(no supervisor: the container %s)' % ('runs' if container_pid(uuid) else 'ended')]
+    with open('/proc/%s/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    lines = ['supervisor: pid %s, session %s (its own: %s)' % (pid, fields[3], fields[3] == pid)]
+    inode = os.stat(c.path(uuid + '.lock')).st_ino
+    with open('/proc/locks') as f:
+        held = [l.split() for l in f if l.split()[5].endswith(':%d' % inode)]
+    lines += ['flock on %s.lock: held (taken by pid %s, the run or start that forked it)'
+              % (uuid, l[4]) for l in held]
+    return lines
 
 
 # --- Importing plumbum: the lean import of the command runner --------------------

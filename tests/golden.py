@@ -475,6 +475,13 @@ def drop_lines(doc, readings):
     return doc
 
 
+def _help_without_beyond(out):
+    """help (and no command, an unknown one) also lists bocker.py's own
+    commands, each marked `(beyond the bash)` (issue 28): left out, so the
+    rest is still held to the reference's help, byte for byte."""
+    return re.sub(r'^[^\n]*\(beyond the bash\):\n\t[^\n]*\n\n', '', out, flags=re.M)
+
+
 TRACE_READINGS = {
     # name: (keywords of its DIVERGENCES.md row, the reading, what it reads:
     # 'trace' lines, or 'tree' lines of what a scenario left)
@@ -487,6 +494,7 @@ TRACE_READINGS = {
                                             _lower_as_the_reference, 'trace'),
     'nothing copied into lower': (('lowerdir=ps_N/lower:overlay/img_N',),
                                   _without_lower_entries, 'tree-both'),
+    "help's own commands": (('(beyond the bash)',), _help_without_beyond, 'stdout'),
 }
 
 
@@ -510,6 +518,8 @@ def declared_rows(sc, tool='py'):
     rows = list(sc.diverges)
     if tool == 'py' and runs_or_execs(sc) and not sc.beyond:
         for name in TRACE_READINGS:
+            if TRACE_READINGS[name][2] == 'stdout':   # help's: no run's
+                continue
             row = reading_row(name)
             if row is not None and row not in rows:
                 rows.append(row)
@@ -764,6 +774,10 @@ class Runner:
                 if read != trace:
                     self.applied.add(name)
                 trace = read
+            for name, (_keywords, reading, what) in TRACE_READINGS.items():
+                if what == 'stdout' and reading(out) != out:
+                    self.applied.add(name)
+                    out = reading(out)
         images, containers = held
         if command_of(args) == 'run':
             # The reference's run on a taken id retries with `bocker_run "$@"`

@@ -209,8 +209,19 @@ class Box:
         return new.pop(), r
 
 
-def help_text(prog):
-    """The help text as the reference prints it for a program name."""
+# bocker.py's own commands, which help lists after the bash's, each marked
+# "(beyond the bash)" (compat/DIVERGENCES.md row 53).
+BEYOND_HELP = [
+    ('Stop a running container, which stays (beyond the bash):',
+     'stop [-t <seconds>] <container_id or name>'),
+    ('Start a stopped container again, detached (beyond the bash):', 'start <container_id or name>'),
+    ('List containers with their name, state and address (beyond the bash):', 'ls'),
+]
+
+
+def help_text(prog, ours=True):
+    """The help text as the reference prints it for a program name; ours:
+    and then bocker.py's own commands, as bocker.py prints it."""
     entries = [
         ('Create an image from a directory:', 'init <directory>'),
         ('Pull an image from Docker Hub:', 'pull <name> <tag>'),
@@ -222,7 +233,7 @@ def help_text(prog):
         ('View logs from a container:', 'logs <container_id>'),
         ('Commit a container to an image:', 'commit <container_id> <image_id>'),
         ('Display this message:', 'help'),
-    ]
+    ] + (BEYOND_HELP if ours else [])
     return ''.join('%s\n\t%s %s\n\n' % (title, prog, use) for title, use in entries)
 
 

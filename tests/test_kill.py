@@ -7,7 +7,6 @@ the container or image the command was making, by name), and then nothing may
 be left: no directory or hidden leftover in the store, mount, netns, veth,
 cgroup or process. `stop:K` stops a run at a step instead, so an rm can be made
 to meet it there. Needs root; every case runs in the suite's sandbox."""
-import itertools
 import os
 import re
 import signal

@@ -7,7 +7,6 @@ import json
 import os
 import shlex
 import subprocess
-import threading
 
 import pytest
 
