@@ -292,5 +292,5 @@ def test_run_with_every_flag_killed_at_every_step(box, busybox, tmp_path):
     assert ' '.join(steps) == ' '.join(
         ['iptables', 'ip', 'ip', 'mount', 'cgcreate', 'cgset', 'iptables', 'iptables',
          'iptables-restore', 'sysctl', 'iptables', 'iptables', 'cgexec', 'iptables', 'iptables',
-         'ip', 'ip'])
+         'ip'])                            # the veth and the netns deleted in one ip -batch
     assert box.sh('iptables -w -t nat -S BOCKER').out == '-N BOCKER\n'
