@@ -408,7 +408,7 @@ else:
 
     # -- issue 25: commit freezes, rm of a starting container ------------------
 
-    COUNT = 'touch /tmp/ready; i=0; while :; do i=$((i+1)); echo $i > /n.new; mv /n.new /n; done'
+    COUNT = 'echo 0 > /n; touch /tmp/ready; i=0; while :; do i=$((i+1)); echo $i > /n.new; mv /n.new /n; done'
 
     def start(img, command, hook=None):
         """run IMG COMMAND in the background: (its process, its container)."""

@@ -145,7 +145,7 @@ def counting(box, ps, wait=5):
     return False
 
 
-COUNT = 'touch /tmp/ready; i=0; while :; do i=$((i+1)); echo $i > /n.new; mv /n.new /n; done'
+COUNT = 'echo 0 > /n; touch /tmp/ready; i=0; while :; do i=$((i+1)); echo $i > /n.new; mv /n.new /n; done'
 
 
 def test_commit_of_a_running_container_freezes_it_and_a_kill_leaves_it_thawed(busybox, report):

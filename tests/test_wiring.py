@@ -2,6 +2,7 @@
 a pulled image's own config (tests/test_pull.py pulls one). Driven through
 bocker.sh inside a sandbox. Needs root."""
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -12,7 +13,7 @@ from support import BOCKER, CONTAINERS, OVERLAY, READY, Box, kill_at_every_step
 from engines import Podman, podman_run
 from sandbox import Sandbox
 
-HOST_SETUP = os.path.join(os.path.dirname(BOCKER), 'compat', 'host-setup')
+HOST_SETUP = shlex.quote(os.path.join(os.path.dirname(BOCKER), 'compat', 'host-setup'))   # a shell word
 
 FLAVOURS = pytest.mark.flavours                # both sandbox flavours (tests/sandbox.py)
 
