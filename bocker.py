@@ -1599,29 +1599,7 @@ def inside(root, name):
     every part a directory or not there yet. A `..`, of NAME or of a link,
     that climbs above ROOT is refused (ValueError), as is a part that is not
     a directory. The path as the container names it: /a/b."""
-    todo = [p for p in name.split('/') if p not in ('', '.')]
-    done, hops = [], 0
-    while todo:
-        part = todo.pop(0)
-        if part == '..':
-            if not done:
-                raise ValueError('climbs out of the root')
-            done.pop()
-            continue
-        here = os.path.join(root, *done, part)
-        if os.path.islink(here):
-            hops += 1
-            if hops > 40:                      # as the kernel's ELOOP
-                raise ValueError('too many levels of symbolic links')
-            target = os.readlink(here)
-            if target.startswith('/'):
-                done = []
-            todo = [p for p in target.split('/') if p not in ('', '.')] + todo
-            continue
-        if os.path.lexists(here) and not os.path.isdir(here):
-            raise ValueError("'/%s' is not a directory" % '/'.join(done + [part]))
-        done.append(part)
-    return '/' + '/'.join(done)
+    return '/' + '/'.join(walk_inside(root, name, strict=True))
 
 
 def record_of(root):
@@ -2089,26 +2067,38 @@ def resolve_inside(root, name):
     """The host path of NAME in an image rooted at ROOT, resolving `..` and the
     symlinks along the way the way the kernel would after chroot(ROOT): the
     result never leaves ROOT. The last component itself is not followed."""
+    return os.path.join(root, *walk_inside(root, name))
+
+
+def walk_inside(root, name, strict=False):
+    """The parts of NAME under ROOT once `..` and symlinks are resolved inside
+    ROOT (an absolute link from ROOT, as after chroot or pivot_root). As the
+    kernel: `..` at ROOT stays at ROOT, the last part is not followed.
+    strict (run's -v and -w): every part followed, and a `..` above ROOT or
+    a part that is no directory refused (ValueError)."""
     todo = [p for p in name.split('/') if p not in ('', '.')]
-    done = []
-    hops = 0
+    done, hops = [], 0
     while todo:
         part = todo.pop(0)
         if part == '..':
+            if strict and not done:
+                raise ValueError('climbs out of the root')
             done = done[:-1]
             continue
         here = os.path.join(root, *done, part)
-        if todo and os.path.islink(here):
+        if (todo or strict) and os.path.islink(here):
             hops += 1
             if hops > 40:                      # as the kernel's ELOOP
-                raise ValueError('too many symlinks in %s' % name)
+                raise ValueError('too many levels of symbolic links')
             target = os.readlink(here)
             if target.startswith('/'):
                 done = []
             todo = [p for p in target.split('/') if p not in ('', '.')] + todo
             continue
+        if strict and os.path.lexists(here) and not os.path.isdir(here):
+            raise ValueError("'/%s' is not a directory" % '/'.join(done + [part]))
         done.append(part)
-    return os.path.join(root, *done)
+    return done
 
 
 # --- Surviving a kill: leftovers, locks, the freezer, the test hook ----------------
