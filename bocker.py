@@ -870,6 +870,7 @@ def execute(c, cmd, signals):
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 preexec_fn=tied_to_run)        # diverges (row 54): see tied_to_run()
             chain.append(proc)
+            execed(proc.pid)                   # rm can tell it is the container's
             started(uuid)
             if relay:
                 relay.started()
@@ -1126,16 +1127,19 @@ def bocker_stop(*args):  #HELP Stop a running container, which stays (beyond the
     # a run or start still starting it: until it has started (not held: a run
     # that finds its directory's lock taken at its end thinks rm took it)
     os.close(wait_for(Container(uuid).dir, uuid))
+    checkpoint('stop-waited')
     pid = container_pid(uuid)
     if pid:
         try:
             os.kill(int(pid), signal.SIGTERM)  # pid 1 gets it only if it handles it (pid_namespaces(7))
         except ProcessLookupError:
             pass
+        checkpoint('stop-signalled')
         deadline = time.monotonic() + grace
         while container_pid(uuid) and time.monotonic() < deadline:
             time.sleep(0.05)
         stop(uuid)                             # SIGKILL to what is left, and wait for its run
+        checkpoint('stop-killed')
     if pid or supervised(uuid) or netns_exists(uuid):
         end_of_container(uuid)
     say(uuid)
@@ -2353,8 +2357,8 @@ def frozen(uuid, copy):
 def checkpoint(name):
     """A test hook, not for users: with BOCKER_TEST_HOOK=kill:K (or stop:K),
     bocker kills (stops) itself at the K-th checkpoint it passes: before each
-    system command (command()), and between the steps of init, pull, commit and
-    rm that run none. tests/test_kill.py counts K up until the command runs
+    system command (command()), and between the steps of init, pull, commit,
+    rm and stop that run none. tests/test_kill.py counts K up until the command runs
     to its end, so each command is killed between each pair of its steps."""
     global CHECKPOINTS
     hook = os.environ.get('BOCKER_TEST_HOOK')
@@ -2401,6 +2405,26 @@ def container_pid(uuid):
             continue                           # gone meanwhile, or a kernel thread
         found.append((nspid[-1] != '1', int(pid)))
     return str(min(found)[1]) if found else ''
+
+
+def execed(pid):
+    """Wait until a child we started has finished its execve(2). Popen
+    returns once the child's close-on-exec descriptors are closed, early in
+    execve; until the kernel has laid out the new program's arguments, its
+    /proc/PID/cmdline reads empty (proc(5)). Until then nothing says whose
+    it is: not its command line, not its cgroups (cgexec has yet to join
+    them), and an rm let in then (started()) would find nothing to stop
+    (container_processes())."""
+    for _ in range(2000):
+        try:
+            with open('/proc/%d/cmdline' % pid, 'rb') as f:
+                if f.read(1):
+                    return
+        except OSError:
+            return                             # gone already
+        if not running(str(pid)):
+            return                             # a zombie's reads empty too
+        time.sleep(0.0005)
 
 
 def same_file(a, b):
@@ -2481,7 +2505,7 @@ def container_processes(uuid):
         root = os.stat(merged)
     except OSError:
         root = None
-    found, parents, ended = cgroup_procs(cgroup_dirs(uuid)), {}, set()
+    found, parents, ended = set(), {}, set()
     for pid in os.listdir('/proc'):
         if not pid.isdigit():
             continue
@@ -2500,6 +2524,10 @@ def container_processes(uuid):
                 found.add(int(pid))      # (its path reads / from here: pivot_root)
         except (OSError, ValueError):
             continue                           # gone meanwhile, or a kernel thread
+    # The cgroups last: a process of the chain that had no command line to
+    # read in the walk (in the middle of an execve(2): execed()) had joined
+    # them by then, as only cgexec, which joins them first, runs outside.
+    found |= cgroup_procs(cgroup_dirs(uuid))
     found &= set(parents)
     while True:                                # their descendants
         more = {pid for pid, parent in parents.items() if parent in found} - found

@@ -1,7 +1,7 @@
 """Kills at every step (issue 25). Each command is killed with SIGKILL at its
 K-th checkpoint, for K = 1, 2, ... until it runs to its end: bocker.py's test
 hook (BOCKER_TEST_HOOK=kill:K, checkpoint()) kills it before each system
-command and between the steps of init, commit and rm that run none. After each
+command and between the steps of init, commit, rm and stop that run none. After each
 kill, what `images` and `ps` list must be whole, `rm` must take all of it (and
 the container or image the command was making, by name), and then nothing may
 be left: no directory or hidden leftover in the store, mount, netns, veth,
@@ -109,6 +109,44 @@ def test_exec_killed_at_every_step(box, busybox, report):
                                prepare=prepare, known=lambda made: made)
     assert steps == ['cgexec'], steps
     report('exec killed at each of its %d steps' % len(steps), box)
+
+
+def detached(box, img, command):
+    """run -d IMG COMMAND: its container's id."""
+    r = box.bocker('run', '-d', img, command)
+    assert r.code == 0 and r.err == '', r
+    return r.out.strip()
+
+
+def test_a_detached_run_killed_at_every_step(box, busybox, report):
+    """run -d, and the supervisor it forks, killed at each step of either."""
+    steps = kill_at_every_step(
+        box, lambda img: ['run', '-d', img, 'echo ran'], prepare=lambda: box.init(busybox),
+        known=lambda img: [img] + box.containers(), whole=False, detached=True)
+    assert steps == ['ip', 'ip', 'mount', 'cgcreate', 'cgset', 'cgexec', 'ip'], steps
+    report('run -d killed at each of its %d steps' % len(steps), box)
+
+
+def test_stop_killed_at_every_step(box, busybox, report):
+    def prepare():
+        img = box.init(busybox)
+        return img, detached(box, img, 'sleep 30')
+    steps = kill_at_every_step(box, lambda made: ['stop', '-t', '0', made[1]],
+                               prepare=prepare, known=lambda made: made)
+    assert steps == ['stop-waited', 'stop-signalled', 'stop-killed'], steps
+    report('stop killed at each of its %d steps' % len(steps), box)
+
+
+def test_start_killed_at_every_step(box, busybox, report):
+    def prepare():
+        img = box.init(busybox)
+        ps = detached(box, img, 'echo ran')
+        assert not processes(box)          # it has ended
+        return img, ps
+    steps = kill_at_every_step(box, lambda made: ['start', made[1]], prepare=prepare,
+                               known=lambda made: made, detached=True)
+    assert steps == ['ip', 'ip', 'cgexec', 'ip'], steps   # its mount and cgroups are kept
+    report('start killed at each of its %d steps' % len(steps), box)
 
 
 def test_commit_killed_at_every_step(box, busybox, report):
