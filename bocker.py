@@ -1015,8 +1015,15 @@ def bocker_commit(*args):  #HELP Commit a container to an image:\nBOCKER commit 
         fail("'%s' is not a valid image name: use img_ and digits" % q(image))
     c = Container(uuid)
     merged = c.merged
-    # diverges (row 46): an rm of the container waits until the copy is made.
-    HELD.append(lock(c.dir, exclusive=False))
+    # diverges (row 46): an rm of the container waits until the copy is made;
+    # one that took it first has removed it: then as if it had gone before.
+    try:
+        held = lock(c.dir, exclusive=False)
+    except FileNotFoundError:
+        held = None
+    if held is None or os.fstat(held).st_nlink == 0:
+        refuse("No container named '%s' exists", uuid)
+    HELD.append(held)
     # diverges (row 33): a container whose root is not mounted (after a reboot, or an
     # umount by hand) is refused; the bash's cp found an empty merged/* and
     # left an empty image behind.

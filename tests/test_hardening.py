@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from support import BOCKER, CONTAINERS, OVERLAY, READY, ROOT, STORE, Box, unclash
+from support import (BOCKER, CONTAINERS, OVERLAY, READY, ROOT, STORE, Box, remove_everything,
+                     unclash)
 from sandbox import Sandbox
 
 
@@ -46,6 +47,43 @@ def test_twenty_runs_at_once(box, busybox, report):
     assert len(addresses) == 20 and '172.18.0.1' not in addresses
     rm_all(box)
     report('20 runs at once: distinct ids and addresses, logs complete', box)
+
+
+def test_runs_commits_rms_and_inits_at_once(box, busybox, report):
+    """Issue 25's concurrency case: a dozen runs, two inits, and a commit and
+    an rm of each of three containers, all at once. Each command ends as it
+    would alone, or (a commit whose container an rm took first) refuses in
+    the bash's words; what images and ps then list is whole, and rm takes
+    all of it."""
+    img = box.init(busybox)
+    old = [box.run_container(img, 'echo old-%d > /made' % i)[0] for i in range(3)]
+
+    def start(*args):
+        return box.popen([BOCKER, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    runs = [start('run', img, 'echo run-%d; sleep 0.2' % i) for i in range(12)]
+    inits = [start('init', busybox) for _ in range(2)]
+    pairs = [(start('commit', ps, 'img_%d' % i), start('rm', ps)) for i, ps in enumerate(old, 1)]
+    for i, p in enumerate(runs):
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and unclash(out, True) == 'run-%d\n' % i, (out, err)
+    for p in inits:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and re.fullmatch(r'Created: img_\d+\n', out), (out, err)
+    for i, (commit, rm) in enumerate(pairs, 1):
+        out, err = commit.communicate(timeout=120)
+        rm_out, rm_err = rm.communicate(timeout=120)
+        assert (rm_out, rm.returncode) == ('Removed: %s\n' % old[i - 1], 0), rm_err
+        if commit.returncode == 0:         # it copied first: the whole container
+            assert out == 'Created: img_%d\n' % i, (out, err)
+            assert box.read('%s/img_%d/made' % (OVERLAY, i)) == 'old-%d\n' % (i - 1)
+        else:                              # the rm took it first
+            assert (out, commit.returncode) == (
+                "No container named '%s' exists\n" % old[i - 1], 1), (out, err)
+    assert set(old).isdisjoint(box.containers()) and len(box.containers()) == 12
+    left = remove_everything(box)          # each listed whole, each removed, nothing left
+    assert not left, left
+    report('12 runs, 2 inits, 3 commits and 3 rms at once', box)
 
 
 def test_rm_while_another_run_starts(box, busybox, report):
