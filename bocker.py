@@ -3391,7 +3391,7 @@ KEYCTL_JOIN_SESSION_KEYRING = 1
 CLONE_NEWNS, CLONE_NEWCGROUP = 0x00020000, 0x02000000
 
 # What a container's command finds in its environment (environ(7)), as Docker
-# and podman give it: nothing of the caller's but TERM.
+# gives it: nothing of the caller's but TERM, and that only with a terminal.
 CONTAINER_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 # ping as any user of the container, as Docker allows it: ICMP echo sockets
@@ -3572,11 +3572,13 @@ def exec_command(argv, env):
 
 def container_env(c=None):
     """PATH, HOSTNAME (the container's, uname(2) in its uts namespace), HOME,
-    and TERM when the caller has one; then container c's env (the image's
-    Env, then -e: run's wiring()). diverges (row 40): the bash passed the
-    caller's whole environment on, secrets and all."""
+    and the caller's TERM only when the command reads a terminal (its stdin
+    is the caller's terminal, or -t's pty: isatty(3)), as Docker gives TERM
+    only with a tty; then container c's env (the image's Env, then -e: run's
+    wiring()). diverges (row 40): the bash passed the caller's whole
+    environment on, secrets and all."""
     env = {'PATH': CONTAINER_PATH, 'HOSTNAME': os.uname().nodename, 'HOME': '/root'}
-    if os.environ.get('TERM'):
+    if os.environ.get('TERM') and os.isatty(0):
         env['TERM'] = os.environ['TERM']
     for entry in (c.env if c else None) or ():  # beyond the bash: KEY=VALUE each
         key, _, value = entry.partition('=')
