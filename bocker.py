@@ -3863,6 +3863,14 @@ def mountinfo(pid='self'):
     return found
 
 
+def mount_sources(pid='self'):
+    """(mount point, major:minor, root) of each mount in /proc/PID/mountinfo
+    (proc(5)): the file system a mount shows, by its device, and which of its
+    directories is the mount's root; as the kernel writes them (escaped)."""
+    with open('/proc/%s/mountinfo' % pid) as f:
+        return [(fields[4], fields[2], fields[3]) for fields in (line.split() for line in f)]
+
+
 def mounted(path):
     """Is path a mount point? (The table has real paths: a symlink on the
     way, /var/lib -> /srv/lib, is resolved first, as umount(8) does.)"""
@@ -4616,6 +4624,7 @@ def explain_read_pid(pid, late=True):
     if not late:
         return got
     got['mounts'] = mountinfo(pid)
+    got['sources'] = mount_sources(pid)
     with open('/proc/%s/cmdline' % pid, 'rb') as f:
         got['cmdline'] = f.read().rstrip(b'\0').replace(b'\0', b' ').decode('utf-8', 'replace')
     got['root'] = os.readlink('/proc/%s/root' % pid)
@@ -4735,9 +4744,9 @@ def explain_confined(pid, got):
     """Session, seccomp, environment and root of a container's process, as
     /proc/PID/stat, status, environ and mountinfo show them."""
     _state, _ppid, pgrp, session, tty = got.get('stat', '? ? ? ? ?').split()[:5]
-    out = ['session (/proc/%s/stat): %s, %s, %s; %s' % (
-        pid, 'its own (it leads it)' if session == str(pid) else 'session ' + session,
-        'its own process group' if pgrp == str(pid) else 'process group ' + pgrp,
+    out = ['session (/proc/%s/stat): session %s%s, process group %s%s, %s; %s' % (
+        pid, session, ' (its own: it leads it)' if session == str(pid) else '',
+        pgrp, ' (its own)' if pgrp == str(pid) else '',
         'no controlling terminal' if tty == '0' else 'controlling terminal ' + tty,
         'this process is in another' if session != str(os.getsid(0)) else 'the same as this process\'s'),
            'seccomp (/proc/%s/status): Seccomp %s (2: a filter), Seccomp_filters %s; the filter: '
@@ -4746,9 +4755,13 @@ def explain_confined(pid, got):
                seccomp_size()),
            'environment (/proc/%s/environ): %s' % (pid, ' '.join(got.get('environ', [])) or '?')]
     mounts = got.get('mounts', [])
-    out.append('root (/proc/%s/mountinfo): / is the %s (pivot_root); %d mounts, all the '
-               'container\'s: the host\'s root is not among them' % (pid, ', '.join(
-                   fstype for point, fstype, *_ in mounts if point == '/') or '?', len(mounts)))
+    # the host's root: the file system and directory this process's / shows
+    host = [source for point, *source in mount_sources() if point == '/'][-1]
+    at = [point for point, *source in got.get('sources', []) if source == host]
+    out.append('root (/proc/%s/mountinfo): / is the %s (pivot_root); %d mounts; %s' % (
+        pid, ', '.join(fstype for point, fstype, *_ in mounts if point == '/') or '?', len(mounts),
+        'the host\'s root (what / is here) is mounted at ' + ', '.join(at) if at else
+        'the host\'s root (what / is here) is not among them'))
     return out
 
 
