@@ -3426,7 +3426,7 @@ KEYCTL_JOIN_SESSION_KEYRING = 1
 CLONE_NEWNS, CLONE_NEWCGROUP = 0x00020000, 0x02000000
 
 # What a container's command finds in its environment (environ(7)), as Docker
-# and podman give it: nothing of the caller's but TERM.
+# gives it: nothing of the caller's but TERM, and that only with a terminal.
 CONTAINER_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 # ping as any user of the container, as Docker allows it: ICMP echo sockets
@@ -3607,11 +3607,13 @@ def exec_command(argv, env):
 
 def container_env(c=None):
     """PATH, HOSTNAME (the container's, uname(2) in its uts namespace), HOME,
-    and TERM when the caller has one; then container c's env (the image's
-    Env, then -e: run's wiring()). diverges (row 40): the bash passed the
-    caller's whole environment on, secrets and all."""
+    and the caller's TERM only when the command reads a terminal (its stdin
+    is the caller's terminal, or -t's pty: isatty(3)), as Docker gives TERM
+    only with a tty; then container c's env (the image's Env, then -e: run's
+    wiring()). diverges (row 40): the bash passed the caller's whole
+    environment on, secrets and all."""
     env = {'PATH': CONTAINER_PATH, 'HOSTNAME': os.uname().nodename, 'HOME': '/root'}
-    if os.environ.get('TERM'):
+    if os.environ.get('TERM') and os.isatty(0):
         env['TERM'] = os.environ['TERM']
     for entry in (c.env if c else None) or ():  # beyond the bash: KEY=VALUE each
         key, _, value = entry.partition('=')
@@ -3894,6 +3896,14 @@ def mountinfo(pid='self'):
             found.append((unescape(fields[4]), fstype, unescape(source), fields[5],
                           unescape(sopts), unescape(fields[3])))
     return found
+
+
+def mount_sources(pid='self'):
+    """(mount point, major:minor, root) of each mount in /proc/PID/mountinfo
+    (proc(5)): the file system a mount shows, by its device, and which of its
+    directories is the mount's root; as the kernel writes them (escaped)."""
+    with open('/proc/%s/mountinfo' % pid) as f:
+        return [(fields[4], fields[2], fields[3]) for fields in (line.split() for line in f)]
 
 
 def mounted(path):
@@ -4649,6 +4659,7 @@ def explain_read_pid(pid, late=True):
     if not late:
         return got
     got['mounts'] = mountinfo(pid)
+    got['sources'] = mount_sources(pid)
     with open('/proc/%s/cmdline' % pid, 'rb') as f:
         got['cmdline'] = f.read().rstrip(b'\0').replace(b'\0', b' ').decode('utf-8', 'replace')
     got['root'] = os.readlink('/proc/%s/root' % pid)
@@ -4768,9 +4779,9 @@ def explain_confined(pid, got):
     """Session, seccomp, environment and root of a container's process, as
     /proc/PID/stat, status, environ and mountinfo show them."""
     _state, _ppid, pgrp, session, tty = got.get('stat', '? ? ? ? ?').split()[:5]
-    out = ['session (/proc/%s/stat): %s, %s, %s; %s' % (
-        pid, 'its own (it leads it)' if session == str(pid) else 'session ' + session,
-        'its own process group' if pgrp == str(pid) else 'process group ' + pgrp,
+    out = ['session (/proc/%s/stat): session %s%s, process group %s%s, %s; %s' % (
+        pid, session, ' (its own: it leads it)' if session == str(pid) else '',
+        pgrp, ' (its own)' if pgrp == str(pid) else '',
         'no controlling terminal' if tty == '0' else 'controlling terminal ' + tty,
         'this process is in another' if session != str(os.getsid(0)) else 'the same as this process\'s'),
            'seccomp (/proc/%s/status): Seccomp %s (2: a filter), Seccomp_filters %s; the filter: '
@@ -4779,9 +4790,13 @@ def explain_confined(pid, got):
                seccomp_size()),
            'environment (/proc/%s/environ): %s' % (pid, ' '.join(got.get('environ', [])) or '?')]
     mounts = got.get('mounts', [])
-    out.append('root (/proc/%s/mountinfo): / is the %s (pivot_root); %d mounts, all the '
-               'container\'s: the host\'s root is not among them' % (pid, ', '.join(
-                   fstype for point, fstype, *_ in mounts if point == '/') or '?', len(mounts)))
+    # the host's root: the file system and directory this process's / shows
+    host = [source for point, *source in mount_sources() if point == '/'][-1]
+    at = [point for point, *source in got.get('sources', []) if source == host]
+    out.append('root (/proc/%s/mountinfo): / is the %s (pivot_root); %d mounts; %s' % (
+        pid, ', '.join(fstype for point, fstype, *_ in mounts if point == '/') or '?', len(mounts),
+        'the host\'s root (what / is here) is mounted at ' + ', '.join(at) if at else
+        'the host\'s root (what / is here) is not among them'))
     return out
 
 

@@ -65,7 +65,8 @@ class ExplainNormaliser(Normaliser):
                 return m.group(1) + table[m.group(2)] + m.group(3)
             return sub
         s = re.sub(r'(\b[a-z_]+:\[)([0-9]+)(\])', number(self.inodes, 'NS_'), s)
-        s = re.sub(r'(\bpid |/proc/|\bNSpid )([0-9]{2,})(\b)', number(self.pids, 'PID_'), s)
+        s = re.sub(r'(\bpid |/proc/|\bNSpid |\bsession |\bprocess group )([0-9]{2,})(\b)',
+                   number(self.pids, 'PID_'), s)
         s = re.sub(r'(\binode )([0-9]+)(\b)', number(self.files, 'INODE_'), s)   # row 13
         return re.sub(r'\b(?:[0-9a-f]{2}:){5}[0-9a-f]{2}\b', 'MAC_RANDOM', s)
 

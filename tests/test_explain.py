@@ -177,6 +177,33 @@ def test_explain_shows_what_the_container_itself_sees(box, busybox, tmp_path):
 
 
 @pytest.mark.flavours
+def test_explain_reads_pid_1s_session_and_whether_the_hosts_root_is_there(box, busybox, tmp_path):
+    """The container step's session line is pid 1's /proc/PID/stat (its
+    session and process group: its own pid), and its root line says whether
+    the host's root is among pid 1's mounts by looking: not after
+    pivot_root, but a `-v /:/host:ro` (the host's root bound in) puts it
+    there, at /host, and the line says so."""
+    img = box.init(busybox)
+    for opts, where in (([], 'is not among them'), (['-v', '/:/host:ro'], 'is mounted at /host')):
+        err = tmp_path / ('err%d' % len(opts))
+        with open(err, 'wb') as f:
+            p = box.popen([BOCKER, '--EXPLAIN', 'run', *opts, img, 'read go'], stdin=subprocess.PIPE,
+                          stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)
+        try:
+            wait_for(lambda: shown(err, 'container'), "run's container step")
+            p.stdin.write(b'go\n')
+        finally:
+            p.stdin.close()
+            assert p.wait(timeout=60) == 0, err.read_text()
+        lines = kernel(blocks(err.read_text())['container'])
+        pid = re.match(r'pid (\d+): ', lines[0]).group(1)
+        assert 'session (/proc/{0}/stat): session {0} (its own: it leads it), process group {0} '\
+            '(its own), no controlling terminal; this process is in another'.format(pid) in lines, lines
+        root = [l for l in lines if l.startswith('root (/proc/%s/mountinfo): ' % pid)]
+        assert len(root) == 1 and root[0].endswith("; the host's root (what / is here) " + where), lines
+
+
+@pytest.mark.flavours
 def test_explain_exec_and_rm_of_a_running_container(box, busybox):
     img = box.init(busybox)
     run = box.popen([BOCKER, '--EXPLAIN', 'run', img, READ_LINE], stdin=subprocess.PIPE,
