@@ -33,7 +33,9 @@ lab=$(mktemp -d /tmp/bind_demo.XXXXXX)
 trap 'cd /; umount -R "$lab" 2>/dev/null || true; rmdir "$lab"' EXIT
 mount -t tmpfs bind_demo "$lab"         # a throwaway filesystem for the lab
 cd "$lab"
-show() { findmnt -n -o TARGET,OPTIONS,PROPAGATION --mountpoint "$lab/$1" | sed "s|$lab/||; s|,size=[^, ]*||; s|,relatime||"; }
+# a mount's options and propagation (findmnt(8)), without what varies by kernel
+# (tmpfs's size, relatime; inode64, which 6.1 lists and later kernels do not)
+show() { findmnt -n -o TARGET,OPTIONS,PROPAGATION --mountpoint "$lab/$1" | sed "s|$lab/||; s|,size=[^, ]*||; s|,relatime||; s|,inode64||"; }
 
 say 'a host directory, and a container root with an empty mount point in it'
 run 'mkdir -p host root/data && echo "from the host" > host/file'

@@ -49,8 +49,9 @@ leaves the host as it was (but for the empty mount points /var/lib/bocker and
 /run/netns, and /var/lib/containers and /etc/docker with engines=True, which
 stay: removing one would detach another sandbox's tmpfs).
 
-What the host lacks (root, a tool, a controller) the CLI says in one line on
-stderr and exits 2.
+What the host lacks (root, CAP_SYS_ADMIN, a tool, a controller, a writable
+cgroup filesystem, namespaces the kernel grants) the CLI says in one line on
+stderr (after the failing tool's own, if one failed) and exits 2.
 
 Flavours of the same private host:
 - 'sandbox': a fresh sysfs, so /sys/class/net shows the sandbox's own links;
@@ -67,7 +68,6 @@ CLI:  tests/sandbox.py [--no-br1] [--flavour sandbox|unshare] [--engines]
                        whose holder is PID, else the only one open
 """
 import argparse
-import errno
 import os
 import shutil
 import signal
@@ -173,10 +173,23 @@ def layout(engines=False):
                     'mount -t cgroup2 none %s)' % (CGROOT, CGROOT))
 
 
+CAP_SYS_ADMIN = 21     # capabilities(7): unshare(2), mount(2), setns(2) need it
+
+
+def _has_cap_sys_admin():
+    """Does this process hold CAP_SYS_ADMIN (CapEff in /proc/self/status, proc(5))?"""
+    with open('/proc/self/status') as f:
+        eff = next(l.split()[1] for l in f if l.startswith('CapEff:'))
+    return bool(int(eff, 16) >> CAP_SYS_ADMIN & 1)
+
+
 def check_host():
     """HostLacks naming the first thing missing: root, the tools, the cgroups."""
     if os.geteuid() != 0:
         raise HostLacks('run as root (namespaces, mounts and cgroups need it)')
+    if not _has_cap_sys_admin():
+        raise HostLacks('root without CAP_SYS_ADMIN (a container not started with '
+                        '--privileged?): namespaces and mounts need it; run on the host')
     for tool, pkg in (('unshare', 'util-linux'), ('nsenter', 'util-linux'),
                       ('ip', 'iproute2'), ('mount', 'mount')):
         if not shutil.which(tool):
@@ -226,6 +239,13 @@ class Sandbox:
             else:
                 self._make_v2()
             self._start_holder()
+        except OSError as e:
+            # a cgroup filesystem mounted read-only (as in a container), a
+            # controller the kernel refuses to hand down: one line
+            self.__exit__(None, None, None)
+            raise HostLacks('cannot make the sandbox\'s cgroups: %s: %s (a read-only cgroup '
+                            'filesystem, as in a container: run on the host)'
+                            % (e.filename or '', e.strerror)) from None
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -314,7 +334,8 @@ class Sandbox:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, preexec_fn=self._join)
         ready = self.holder.stdout.readline()
         if ready.strip() != b'ready':
-            raise RuntimeError('sandbox setup failed')
+            raise HostLacks('could not set up the sandbox\'s namespaces and mounts '
+                            '(the line above says why)')
         if self.layout == 'v2':
             sb = self.cgroup_dirs[0]
             self.join_dirs = [sb + '/' + LEAF]
@@ -546,7 +567,14 @@ def main():
     if a.inside:
         # Still the host's mounts here: read the hierarchies before replacing them.
         _HOST_HIER = _v1_hierarchies(ENGINE_CONTROLLERS if a.engines else CONTROLLERS)
-        _inside(not a.no_br1, a.store_size, a.store_dir, a.flavour, a.engines, a.layout)
+        try:
+            _inside(not a.no_br1, a.store_size, a.store_dir, a.flavour, a.engines, a.layout)
+        except (subprocess.CalledProcessError, OSError) as e:
+            # the failing tool said why on stderr (a CalledProcessError);
+            # the owner says the rest in one line (Sandbox._start_holder)
+            if isinstance(e, OSError):
+                sys.stderr.write('%s: %s\n' % (PROG, e))
+            return 1
         sys.stdout.write('ready\n')
         sys.stdout.flush()
         sys.stdin.read()          # hold the namespaces until the owner closes stdin

@@ -125,6 +125,59 @@ def test_what_the_host_lacks_is_one_line_and_a_non_zero_exit():
     assert not os.path.exists('/tmp/bocker-sandbox-ran')
 
 
+# What a host may lack, each made in a mount namespace of the test's own
+# (mount_namespaces(7)) or through PATH: {case: (shell lines run before the CLI
+# (F: a file of the test's), PATH's first directory holds (tools), what the
+# one line says)}.
+LACKS = {
+    'a tool': ('', ('unshare', 'nsenter', 'mount'), 'ip is missing (apt-get install iproute2'),
+    'a controller': ('if [ -d /sys/fs/cgroup/memory ]; then umount /sys/fs/cgroup/memory; '
+                     'else echo cpu pids > "$F"; mount --bind "$F" /sys/fs/cgroup/cgroup.controllers; fi',
+                     None, 'controllers memory are not'),
+    'a writable cgroup filesystem': ('m=/sys/fs/cgroup/memory; [ -d $m ] || m=/sys/fs/cgroup; '
+                                     'mount -o remount,ro,bind $m', None, 'Read-only file system'),
+    'CAP_SYS_ADMIN': ('set -- setpriv --inh-caps=-sys_admin --bounding-set=-sys_admin "$@"', None,
+                      'root without CAP_SYS_ADMIN'),
+    'namespaces': ('', 'unshare', "could not set up the sandbox's namespaces"),
+}
+
+
+@pytest.mark.v2
+@pytest.mark.parametrize('case', LACKS)
+def test_what_else_the_host_lacks_is_one_line_and_nothing_left(case, tmp_path):
+    """A tool, a cgroup controller, a writable cgroup filesystem (a
+    container's is read-only), CAP_SYS_ADMIN, or namespaces the kernel refuses
+    (a stand-in unshare that fails as a seccomp profile makes it fail): the
+    CLI says what in one line (after the failing tool's own), exits 2, runs
+    nothing, and leaves no cgroup."""
+    setup, tools, says = LACKS[case]
+    path = os.environ['PATH']
+    if tools:
+        bindir = tmp_path / 'bin'
+        bindir.mkdir()
+        if isinstance(tools, str):      # a stand-in that fails
+            (bindir / tools).write_text('#!/bin/sh\necho "%s: %s failed: Operation not '
+                                        'permitted" >&2\nexit 1\n' % (tools, tools))
+            (bindir / tools).chmod(0o755)
+        else:                           # only these tools on PATH
+            for tool in tools:
+                (bindir / tool).symlink_to(shutil.which(tool))
+            path = ''
+        path = str(bindir) + (':' + path if path else '')
+    tag = 'lacks%d' % os.getpid()
+    mark = tmp_path / 'ran'
+    r = subprocess.run(
+        [shutil.which('unshare'), '--mount', '--propagation', 'private', '/bin/sh', '-c',
+         setup + '\nPATH=$P exec "$@"', 'sh', sys.executable, SANDBOX, '--', 'touch', str(mark)],
+        env=dict(os.environ, F=str(tmp_path / 'controllers'), P=path, SANDBOX_TAG=tag),
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    ours = [l for l in r.stderr.splitlines() if l.startswith('tests/sandbox.py: ')]
+    assert r.returncode == 2 and len(ours) == 1 and says in ours[0], r
+    assert 'Traceback' not in r.stderr and len(r.stderr.splitlines()) <= 2, r.stderr
+    assert not mark.exists()
+    assert [d for d, _, _ in os.walk('/sys/fs/cgroup') if tag in d] == []
+
+
 def test_join_runs_a_command_in_the_open_sandbox(busybox):
     """tests/sandbox.py --join PID (make shell-join): a second shell in the
     same sandbox, its network, store and cgroups; one line when none is open."""

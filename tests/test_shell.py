@@ -159,6 +159,13 @@ def test_make_shell_join_opens_a_second_shell_in_the_same_sandbox():
         assert r.returncode == 0, (r.stdout, r.stderr)
         assert 'joined bocker\'s sandbox (holder %s)' % holder[1] in r.stdout, r.stdout
         assert r.stdout.endswith('from-the-second\n'), r.stdout
+        # as the README writes it, no holder named: the one sandbox open
+        r = subprocess.run(['make', '--no-print-directory', 'shell-join'], cwd=ROOT, env=ENV,
+                           input='echo "in=$SANDBOX_HOLDER $IMG"\n', capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert r.stdout.endswith('in=%s %s\n' % (holder[1], re.search(r'IMG=(img_[0-9]+)',
+                                                                     banner)[1])), r.stdout
         out, err = first.communicate('bocker.sh ps\n', timeout=300)
         assert first.returncode == 0, err
         assert re.search(r'^ps_[0-9]+\t\techo from-the-second$', out, re.M), out

@@ -565,16 +565,19 @@ def test_recorded_explain_steps_exist():
     assert not missing, 'not recorded in fixtures/explain/: %s' % ', '.join(missing)
 
 
-def test_page_holds_no_path_of_the_machine_and_run_shows_a_working_run_first(reference, tmp_path):
-    """The page names the reference, not where it lay on the machine that made
-    it (nor the clone's path); bocker_run's first recorded example is a run
-    that works (the unknown-image error comes after)."""
+def test_page_holds_no_path_of_the_machine_and_run_shows_a_working_run_first(reference):
+    """`make side-by-side`, as the README and make shell's banner give it: the
+    page names the reference, not where it lay on the machine that made it
+    (nor the clone's path); bocker_run's first recorded example is a run that
+    works (the unknown-image error comes after)."""
     import html as htmlmod
-    page = tmp_path / 'p.html'
-    r = side_by_side('--html', str(page))
+    r = subprocess.run(['make', '--no-print-directory', 'side-by-side'], cwd=ROOT,
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300,
+                       env=dict(os.environ, BOCKER_REFERENCE=reference))
     assert r.returncode == 0, r.stderr
-    text = page.read_text(encoding='utf-8')
-    for path in (os.path.dirname(os.path.abspath(reference)), ROOT, str(tmp_path)):
+    with open(os.path.join(ROOT, 'side-by-side.html'), encoding='utf-8') as f:
+        text = f.read()
+    for path in (os.path.dirname(os.path.abspath(reference)), ROOT):
         assert path not in text, path
     assert 'Left: the bash <code>%s</code>' % os.path.basename(reference) in text
     section = text[text.index('id="bocker_run"'):]
