@@ -69,6 +69,7 @@ def test_run_d_prints_the_id_and_the_container_runs_on(box, busybox):
     assert ls(box)[uuid][1].startswith('running')
 
 
+@pytest.mark.v2(flavours=('sandbox',))
 def test_stop_start_and_rm_by_name(box, busybox):
     """stop: SIGTERM to pid 1 (its trap says so), the container stays
     (exited (7) in ls), its veth and netns gone as after a run; start:
@@ -95,6 +96,7 @@ def test_stop_start_and_rm_by_name(box, busybox):
     assert box.ls('/var/lib/bocker/names') == []
 
 
+@pytest.mark.v2(flavours=('sandbox',))
 def test_stop_kills_after_the_grace_and_logs_f_follows_to_the_end(box, busybox):
     """A pid 1 with no handler ignores SIGTERM (pid_namespaces(7)): killed
     after -t seconds. logs -f, started before, prints all and ends with it."""

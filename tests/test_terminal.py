@@ -50,6 +50,7 @@ def read_until(term, text, timeout=30):
     return term.seen.decode('utf-8', 'replace')
 
 
+@pytest.mark.v2(flavours=('sandbox',))
 def test_run_it_gives_a_shell_on_a_terminal_of_its_own(box, busybox):
     """A prompt; `tty` names the container's /dev/pts/0; ctrl-C interrupts
     the shell's command and the shell lives on; the window size and its
@@ -113,6 +114,7 @@ def test_a_plain_run_keeps_the_bashs_ways(box, busybox):
     assert (r.out, r.code) == ('not a tty\ngot hi\n', 0), r
 
 
+@pytest.mark.v2(flavours=('sandbox',))
 def test_exec_it_enters_a_running_container_on_a_terminal(box, busybox):
     """`exec -it ID sh` into a running container: a terminal of the
     container's devpts (its /dev/pts lists it, not the host's), ctrl-C
