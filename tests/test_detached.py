@@ -96,7 +96,6 @@ def test_stop_start_and_rm_by_name(box, busybox):
     assert box.ls('/var/lib/bocker/names') == []
 
 
-@pytest.mark.v2(flavours=('sandbox',))
 def test_stop_kills_after_the_grace_and_logs_f_follows_to_the_end(box, busybox):
     """A pid 1 with no handler ignores SIGTERM (pid_namespaces(7)): killed
     after -t seconds. logs -f, started before, prints all and ends with it."""

@@ -244,7 +244,6 @@ def on_a_terminal(box, *args, until):
 
 # --- 1. The caller's terminal, session and process group ----------------------------
 
-@pytest.mark.v2(flavours=('sandbox',))
 def test_pid_1_and_exec_have_sessions_of_their_own_and_no_terminal(box, probe_image):
     """From a terminal (bocker the session leader of a pty): the container's
     pid 1, and a command exec starts, each lead a session of their own
@@ -284,7 +283,6 @@ def test_pid_1_and_exec_have_sessions_of_their_own_and_no_terminal(box, probe_im
         stop(box, run, uuid)
 
 
-@pytest.mark.v2(flavours=('sandbox',))
 def test_nothing_the_container_types_reaches_the_callers_shell(box, probe_image, tmp_path):
     """The attack of issue 24: an interactive shell on a terminal runs
     `bocker.sh run IMG ...` and then `bocker.sh exec ...`; in each the probe
@@ -390,7 +388,6 @@ def masked_files():
                         'kcore') if os.path.isfile('/proc/' + n)]
 
 
-@pytest.mark.v2(flavours=('sandbox',))
 def test_proc_masks_are_the_containers_own_dev_null_read_only(box, probe_image):
     """The attack of issue 24: `touch -d 2001-02-03 /proc/keys` from a
     container changed the host's /dev/null (the mask was a writable bind of
@@ -489,7 +486,6 @@ sys.exit(code)
 '''
 
 
-@pytest.mark.v2(flavours=('sandbox',))
 def test_the_callers_keys_are_out_of_reach(box, probe_image):
     """The attack of issue 24: the container read a key its caller had added
     to its session keyring (keyrings(7)). The caller here adds one to a
@@ -566,7 +562,6 @@ def environment(out):
     return dict(line.split('=', 1) for line in out.splitlines() if '=' in line)
 
 
-@pytest.mark.v2(flavours=('sandbox',))
 def test_nothing_of_the_callers_environment_but_term(box, probe_image):
     """The attack of issue 24: a secret exported in the caller's shell was in
     the container's `env`, in run and in exec. Now a container's command

@@ -16,6 +16,7 @@ line a lab points to must be a bash line bocker.py quotes (no MISSING).
 Record the fixtures again: .venv/bin/python tests/test_labs.py --record
 (review `git diff fixtures/labs` before committing). Needs root.
 """
+import difflib
 import glob
 import os
 import re
@@ -130,7 +131,10 @@ def test_lab_output_is_the_recorded_one(lab):
     path = fixture_path(lab, layout())
     assert os.path.isfile(path), '%s missing: record it with tests/test_labs.py --record' % path
     with open(path, encoding='utf-8') as f:
-        assert got == f.read()
+        recorded = f.read()
+    # the lines that differ, in full: the VM's short tracebacks cut a long comparison
+    assert got == recorded, ''.join(difflib.unified_diff(
+        recorded.splitlines(True), got.splitlines(True), path, 'this run'))
 
 
 def test_each_lab_names_its_concept_man_pages_and_bocker_lines():

@@ -114,7 +114,6 @@ def test_a_plain_run_keeps_the_bashs_ways(box, busybox):
     assert (r.out, r.code) == ('not a tty\ngot hi\n', 0), r
 
 
-@pytest.mark.v2(flavours=('sandbox',))
 def test_exec_it_enters_a_running_container_on_a_terminal(box, busybox):
     """`exec -it ID sh` into a running container: a terminal of the
     container's devpts (its /dev/pts lists it, not the host's), ctrl-C
