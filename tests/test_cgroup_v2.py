@@ -45,7 +45,7 @@ BOCKER = os.path.join(ROOT, 'bocker.sh')
 STORE = '/var/lib/bocker'
 CGROOT = '/sys/fs/cgroup'
 MARK = ('BOCKER_VM', 'cgroup-v2')        # set in the guest by the outer test
-VM_TIMEOUT = 1080                         # boot (~30 s) + the inner tests
+VM_TIMEOUT = 1140                         # boot (~30 s) + the inner tests: make test stays under 20 min
 
 
 def cgroup_mode(mountinfo='/proc/self/mountinfo'):
