@@ -218,7 +218,6 @@ def loop_device(tmp_path):
         subprocess.run(['losetup', '-d', dev], check=True)
 
 
-@pytest.mark.v2(flavours=('sandbox',))
 def test_no_container_opens_a_host_block_device(box, busybox, tmp_path, loop_device):
     """Docker stops this with its devices cgroup, podman also drops CAP_MKNOD;
     bocker.py drops CAP_MKNOD and mounts the container's root nodev: neither a
@@ -249,7 +248,6 @@ DEVICES = {'null': (1, 3), 'zero': (1, 5), 'full': (1, 7), 'random': (1, 8),
            'urandom': (1, 9), 'tty': (5, 0)}
 
 
-@pytest.mark.v2(flavours=('sandbox',))
 def test_every_container_gets_a_dev_as_runc_gives_one(box, busybox):
     """runc's dev.bats: character devices with their usual numbers, mode 0666;
     /dev/pts a devpts of its own with ptmx; /dev/shm a sticky tmpfs; the fd
@@ -276,7 +274,6 @@ def test_every_container_gets_a_dev_as_runc_gives_one(box, busybox):
     assert 'full=1' in out
 
 
-@pytest.mark.v2(flavours=('sandbox',))
 def test_dev_lands_neither_in_upper_nor_in_a_commit_and_exec_sees_it(box, busybox):
     """`echo x > /dev/null` made a regular file in upper, which commit baked
     into the image. Now /dev is the container's own: exec sees the same one
@@ -296,7 +293,6 @@ def test_dev_lands_neither_in_upper_nor_in_a_commit_and_exec_sees_it(box, busybo
     assert box.read(OVERLAY + '/img_7/tmp/ready') == ''
 
 
-@pytest.mark.v2(flavours=('sandbox',))
 def test_commit_keeps_the_empty_dev_an_image_has(box, busybox, tmp_path):
     """Row 38 leaves out only the mount point run added: an image whose /dev
     is an empty directory (as debootstrap's and many tarballs' are) keeps it
@@ -319,7 +315,6 @@ def test_commit_keeps_the_empty_dev_an_image_has(box, busybox, tmp_path):
     assert not box.exists(OVERLAY + '/img_8/dev')
 
 
-@pytest.mark.v2(flavours=('sandbox',))
 def test_proc_is_masked_as_runc_masks_it(box, busybox):
     """runc's mask.bats and Docker's TestRunWriteFilteredProc/ReadFilteredProc:
     the kernel's switches are read-only (here /proc/irq: the host's interrupt

@@ -170,7 +170,6 @@ def command_line(argv, cwd=None, env=None, memory='2G', cpus=2, verbose=False):
 
 
 RUNNING = []        # a stop() for each VM booting or running (boot()): kill_all()
-PRIORITY = '-10'    # the VM's niceness (boot())
 
 
 def kill_all():
@@ -241,13 +240,8 @@ def boot(cmd, timeout, out):
     lines = []
     # Through a pipe: QEMU opens /proc/self/fd/1 and /proc/self/fd/2 again, so
     # with a regular file the two would overwrite each other (no O_APPEND).
-    # At a higher priority (nice(1): -10, as root may): the emulated guest
-    # keeps about one vCPU busy (its tests run one at a time), and beside the
-    # rest of the suite on two cores it got about half a core, so it ended
-    # long after the suite; so it gets its core, and the suite the other.
-    proc = subprocess.Popen(['nice', '-n', PRIORITY] + cmd, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=host_env,
-                            start_new_session=True)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=host_env, start_new_session=True)
     killed = []
 
     def stop(*_):
