@@ -80,7 +80,8 @@ def test_runs_commits_rms_and_inits_at_once(box, busybox, report):
         else:                              # the rm took it first
             assert (out, commit.returncode) == (
                 "No container named '%s' exists\n" % old[i - 1], 1), (out, err)
-    assert set(old).isdisjoint(box.containers()) and len(box.containers()) == 12
+    # (a run may draw the id of one the rm took: the count, not the names)
+    assert len(box.containers()) == 12, box.containers()
     left = remove_everything(box)          # each listed whole, each removed, nothing left
     assert not left, left
     report('12 runs, 2 inits, 3 commits and 3 rms at once', box)
