@@ -4393,7 +4393,16 @@ def explain_netns(uuid, ip_done):
     ip_done()                                  # run's ip, still at work: wait for it
     netns = Container(uuid).netns
     out = ['in %s (ip -n %s):' % (netns, netns)]
-    for link in explain_ip('-4', 'addr', 'show', netns=netns) or []:
+    # A link's operational state follows its UP flag through the kernel's
+    # linkwatch, up to a second later (LOWERLAYERDOWN until the peer's
+    # carrier is seen): read once it has settled.
+    for _ in range(20):
+        links = explain_ip('-4', 'addr', 'show', netns=netns) or []
+        if not [l for l in links if 'UP' in l.get('flags', []) and
+                l.get('operstate') in ('DOWN', 'LOWERLAYERDOWN')]:
+            break
+        time.sleep(0.05)
+    for link in links:
         addrs = ['%s/%s' % (a['local'], a['prefixlen']) for a in link.get('addr_info', [])]
         out.append('  %s: %s (operstate %s), inet %s' % (
             link['ifname'], 'up' if 'UP' in link.get('flags', []) else 'down',
