@@ -115,10 +115,16 @@ KEY_LINES = {
 }
 
 
-# Every lab also runs in the cgroup v2 VM (make labs is a door of issue 26),
-# those beyond the article (06, 07: netfilter and mounts) too.
-@pytest.mark.v2
-@pytest.mark.parametrize('lab', LABS, ids=lambda p: os.path.basename(p)[:-3])
+# In the cgroup v2 VM the labs whose output the cgroup layout changes: 03
+# (cgroups) and 05 (the container's /sys/fs/cgroup); the others show
+# namespaces, overlay, netfilter and mounts, the same on v2, and run here only
+# (the VM's part must fit the suite's 20 minutes).
+IN_VM_TOO = ('03-', '05-')
+
+
+@pytest.mark.parametrize('lab', [pytest.param(lab, marks=pytest.mark.v2) if
+                                 os.path.basename(lab).startswith(IN_VM_TOO) else lab
+                                 for lab in LABS], ids=lambda p: os.path.basename(p)[:-3])
 def test_lab_output_is_the_recorded_one(lab):
     code, out = run_lab(lab)
     assert code == 0, out
